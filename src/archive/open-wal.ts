@@ -1,0 +1,42 @@
+import type { Readable, Transform, Duplex } from 'node:stream';
+import { WalhubError } from '../errors.js';
+import { detectCompression, MAGIC_BYTES_NEEDED, type CompressionName, type DecoderTable } from './compression.js';
+import { findWalFile } from './lookup.js';
+import { needsVerifier, WalVerifier } from './wal-verifier.js';
+import type { WalName } from './wal-name.js';
+
+export interface OpenedWal {
+  /** file, then decoder (if compressed), then verifier (for segments): pipe them in order. */
+  readonly stages: [Readable, ...(Duplex | Transform)[]];
+  readonly compression: CompressionName;
+  readonly relative: string;
+}
+
+const READ_CHUNK = 256 * 1024;
+
+/** Finds a WAL file and sets up, without reading past its magic, the streams that decode and check it. */
+export async function openWal(serverDir: string, wal: WalName, partial: boolean, decoders: DecoderTable): Promise<OpenedWal> {
+  const found = await findWalFile(serverDir, wal, partial);
+  if (!found) throw new WalhubError('NOT_FOUND', 'WAL file not found in the archive');
+  const { handle, relative } = found;
+  try {
+    const head = Buffer.alloc(MAGIC_BYTES_NEEDED);
+    const { bytesRead } = await handle.read(head, 0, head.length, 0);
+    const compression = detectCompression(head.subarray(0, bytesRead));
+    const decoder = compression === 'none' ? undefined : decoders.decoders.get(compression);
+    if (compression !== 'none' && !decoder) {
+      throw new WalhubError('UNAVAILABLE', decoders.missing.get(compression) ?? `cannot decode ${compression}`);
+    }
+    const stages: [Readable, ...(Duplex | Transform)[]] = [
+      handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true }),
+    ];
+    if (decoder) stages.push(decoder());
+    if (needsVerifier(wal)) stages.push(new WalVerifier(wal, !relative.endsWith('.partial')));
+    return { stages, compression, relative };
+  } catch (error) {
+    await handle.close();
+    throw error instanceof WalhubError
+      ? error
+      : new WalhubError('UNAVAILABLE', `archive read error (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+  }
+}

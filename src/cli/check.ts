@@ -1,0 +1,84 @@
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createDecoderTable } from '../archive/compression.js';
+import { ConfigError, loadConfig, SERVER_ID } from '../config.js';
+import { isWalhubError } from '../errors.js';
+import { parseAuthorizedKeys } from '../keys/authorized-keys.js';
+import { loadHostKeys } from '../ssh/host-keys.js';
+import { parseOptions, type CliResult } from './options.js';
+
+const HELP = `usage: walhub check [--config FILE]
+
+Validates the configuration, host keys and authorized_keys without starting
+anything, and prints a summary. Exits 1 if anything is wrong.`;
+
+export async function runCheck(args: string[]): Promise<CliResult> {
+  const options = parseOptions(args);
+  if (typeof options === 'string') {
+    process.stderr.write(`walhub check: ${options}\n${HELP}\n`);
+    return 2;
+  }
+  if (options.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const problems: string[] = [];
+  const out = (line: string) => process.stdout.write(`${line}\n`);
+  let config;
+  try {
+    config = loadConfig(options.config);
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    for (const problem of error.problems) process.stderr.write(`walhub: ${problem}\n`);
+    return 1;
+  }
+  out(`config        ${config.file}`);
+  out(`listen        ${config.listen.map((l) => (l.host.includes(':') ? `[${l.host}]:${l.port}` : `${l.host}:${l.port}`)).join(', ')}`);
+  out(`user          ${config.user}`);
+
+  for (const path of config.hostKeys) {
+    if (!existsSync(path)) {
+      out(`host key      ${path} (missing: walhub serve creates it at first start)`);
+      continue;
+    }
+    try {
+      const [key] = loadHostKeys([path], { create: false });
+      out(`host key      ${path} ${key!.type} ${key!.fingerprint}`);
+    } catch (error) {
+      problems.push(isWalhubError(error) ? error.message : String(error));
+    }
+  }
+
+  try {
+    const set = parseAuthorizedKeys(readFileSync(config.authorizedKeys, 'utf8'), config.authorizedKeys);
+    out(`keys          ${config.authorizedKeys}: ${set.byBlob.size} key(s)`);
+    for (const entry of set.byBlob.values()) {
+      const servers = entry.servers === '*' ? '*' : [...entry.servers].join(',');
+      out(`  ${entry.key.fingerprint} ${entry.name} servers=${servers}${entry.from ? ` from=${entry.from.source}` : ''}${entry.expiresAt !== undefined ? ` expires=${new Date(entry.expiresAt).toISOString()}` : ''}`);
+    }
+    problems.push(...set.problems);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') out(`keys          ${config.authorizedKeys} (missing: every login is refused until keys are added)`);
+    else problems.push(`${config.authorizedKeys}: cannot read (${code ?? String(error)})`);
+  }
+
+  const servers = new Map<string, string>();
+  if (existsSync(config.archive) && statSync(config.archive).isDirectory()) {
+    for (const entry of readdirSync(config.archive, { withFileTypes: true })) {
+      if (entry.isDirectory() && SERVER_ID.test(entry.name)) servers.set(entry.name, `${config.archive}/${entry.name}`);
+    }
+  } else out(`archive       ${config.archive} (missing)`);
+  for (const [id, server] of Object.entries(config.servers)) {
+    servers.set(id, server.path);
+    if (!existsSync(server.path)) problems.push(`servers.${id}.path: ${server.path} does not exist`);
+  }
+  out(`archive       ${config.archive}`);
+  out(`servers       ${servers.size === 0 ? '(none yet)' : [...servers.keys()].sort().join(', ')}`);
+  out(`audit log     ${config.auditLog}`);
+  const decoders = createDecoderTable();
+  out(`decoders      ${[...decoders.decoders.keys()].join(', ')}${decoders.missing.size ? ` (not available: ${[...decoders.missing.keys()].join(', ')})` : ''}`);
+
+  for (const problem of problems) process.stderr.write(`walhub: ${problem}\n`);
+  out(problems.length === 0 ? 'ok' : `${problems.length} problem(s)`);
+  return problems.length === 0 ? 0 : 1;
+}

@@ -1,0 +1,27 @@
+import { fileURLToPath } from 'node:url';
+
+export type CliResult = 0 | 1 | 2;
+
+/** etc/walhub.toml beside the installation, so `walhub serve` works from anywhere. */
+export const DEFAULT_CONFIG = fileURLToPath(new URL('../../etc/walhub.toml', import.meta.url));
+
+export interface CommonOptions {
+  config: string;
+  help: boolean;
+}
+
+/** `--config FILE`, `--config=FILE`, `-c FILE`, `--help`; anything else is a usage error (returned as text). */
+export function parseOptions(args: readonly string[]): CommonOptions | string {
+  const options: CommonOptions = { config: DEFAULT_CONFIG, help: false };
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    if (arg === '--help' || arg === '-h') options.help = true;
+    else if (arg === '--config' || arg === '-c') {
+      const value = args[++i];
+      if (value === undefined) return `${arg} needs a file`;
+      options.config = value;
+    } else if (arg.startsWith('--config=')) options.config = arg.slice('--config='.length);
+    else return `unknown argument "${arg}"`;
+  }
+  return options;
+}

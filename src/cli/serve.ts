@@ -1,0 +1,107 @@
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
+import { createAuditLog } from '../audit/audit-log.js';
+import { createDecoderTable } from '../archive/compression.js';
+import type { Hub } from '../command/get-wal.js';
+import { ConfigError, loadConfig } from '../config.js';
+import { isWalhubError } from '../errors.js';
+import { KeyStore } from '../keys/key-store.js';
+import { createProgramLog } from '../log.js';
+import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
+import { startServer } from '../ssh/server.js';
+import { VERSION } from '../version.js';
+import { parseOptions, type CliResult } from './options.js';
+
+const HELP = `usage: walhub serve [--config FILE]
+
+Runs the SSH server in the foreground. Logs JSON lines to stdout; requests go
+to the audit log named in the configuration. Creates the ed25519 host key at
+first start. SIGHUP re-reads authorized_keys; SIGTERM lets transfers in flight
+finish (up to 30 s) and stops.`;
+
+const AUTHORIZED_KEYS_TEMPLATE = `# walhub authorized_keys: one standby key a line, OpenSSH format.
+# servers= is required and names the server IDs the key may read ("*" for all):
+#   servers="pg1",from="10.1.0.0/16",expiry-time="20271231" ssh-ed25519 AAAA... standby-a
+# Changes take effect without a restart.
+`;
+
+export async function runServe(args: string[]): Promise<CliResult> {
+  const options = parseOptions(args);
+  if (typeof options === 'string') return usage(options);
+  if (options.help) {
+    process.stdout.write(`${HELP}\n`);
+    return 0;
+  }
+  const log = createProgramLog();
+  try {
+    const config = loadConfig(options.config);
+    const hostKeys = loadHostKeys(config.hostKeys, { create: true });
+    for (const key of hostKeys) {
+      if (key.created) log.info({ path: key.path }, 'host key created');
+      log.info({ path: key.path, fingerprint: key.fingerprint }, 'host key');
+    }
+    if (!existsSync(config.archive)) log.warn({ archive: config.archive }, 'archive directory does not exist yet');
+    if (!existsSync(config.authorizedKeys)) {
+      mkdirSync(dirname(config.authorizedKeys), { recursive: true, mode: 0o700 });
+      writeFileSync(config.authorizedKeys, AUTHORIZED_KEYS_TEMPLATE, { mode: 0o600, flag: 'wx' });
+      log.info({ path: config.authorizedKeys }, 'authorized_keys created, empty: add standby keys to it');
+    }
+
+    const keys = new KeyStore(config.authorizedKeys, {
+      loaded: (set) => {
+        for (const problem of set.problems) log.warn(problem);
+        log.info({ path: config.authorizedKeys, keys: set.byBlob.size, skipped: set.problems.length }, 'authorized keys loaded');
+      },
+      failed: (error) => log.error({ path: config.authorizedKeys, err: error.message }, 'cannot read authorized keys; the last good set stays in force'),
+    });
+    await keys.reload();
+    keys.watch();
+
+    const decoders = createDecoderTable();
+    for (const reason of decoders.missing.values()) log.info(reason);
+    const hub: Hub = { config, decoders, transfers: { active: 0 } };
+    const audit = createAuditLog(config.auditLog);
+    const server = await startServer({ hub, keys, hostKeys, audit, log, version: VERSION });
+    for (const address of server.addresses) {
+      log.info({ host: address.address, port: address.port, version: VERSION }, 'listening');
+      for (const key of hostKeys) {
+        // What a standby admin pastes into ~/.ssh/known_hosts.
+        log.info({ known_hosts: toKnownHostsLine(key, address.address, address.port) }, 'known_hosts line');
+      }
+    }
+
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: re-reading authorized keys');
+      void keys.reload();
+    });
+    await new Promise<void>((resolve) => {
+      const stop = (signal: string) => {
+        log.info({ signal, transfers: hub.transfers.active }, 'stopping');
+        keys.close();
+        void server
+          .close(signal === 'SIGINT' ? 0 : 30_000)
+          .then(() => audit.flush())
+          .then(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    log.info('stopped');
+    return 0;
+  } catch (error) {
+    if (error instanceof ConfigError) {
+      for (const problem of error.problems) process.stderr.write(`walhub: ${problem}\n`);
+    } else if (isWalhubError(error)) {
+      process.stderr.write(`walhub: ${error.message}\n`);
+    } else {
+      const e = error as NodeJS.ErrnoException;
+      process.stderr.write(`walhub: cannot start: ${e.code === 'EADDRINUSE' || e.code === 'EACCES' ? `${e.code} ${e.message}` : (e.stack ?? String(e))}\n`);
+    }
+    return 1;
+  }
+}
+
+function usage(message: string): CliResult {
+  process.stderr.write(`walhub serve: ${message}\n${HELP}\n`);
+  return 2;
+}

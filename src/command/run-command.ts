@@ -1,0 +1,54 @@
+import type { Writable } from 'node:stream';
+import { AUDIT_RESULT, EXIT_STATUS, isWalhubError, type RequestResult } from '../errors.js';
+import type { KeyEntry } from '../keys/authorized-keys.js';
+import { handleGetWal, type Hub, type Io, type Transfer } from './get-wal.js';
+import { parseCommand, type GetWalRequest } from './grammar.js';
+import { splitWords } from './split-words.js';
+
+export interface Outcome extends Transfer {
+  /** undefined when the client left before an exit status could be sent. */
+  exit: number | undefined;
+  result: RequestResult;
+  server?: string;
+  wal?: string;
+  /** The one line the client was told, if any. */
+  message?: string;
+  /** An error that is not walhub's own: for the program log, never the client. */
+  internal?: unknown;
+}
+
+/**
+ * One exec request from start to exit status. Owns the mapping from errors to
+ * exit codes and the rule that a message goes to stderr only while nothing
+ * has been sent on stdout (ssh2 can lose or corrupt stderr after a large stdout).
+ */
+export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: Io & { stderr: Writable }): Promise<Outcome> {
+  const transfer: Transfer = { bytes: 0 };
+  let request: GetWalRequest | undefined;
+  try {
+    request = parseCommand(splitWords(command));
+    await handleGetWal(request, key, hub, io, transfer);
+    return { ...transfer, exit: 0, result: 'ok', ...names(request) };
+  } catch (error) {
+    if (io.signal.aborted) return { ...transfer, exit: undefined, result: 'aborted', ...names(request) };
+    const known = isWalhubError(error);
+    const code = known ? error.code : 'UNAVAILABLE';
+    const message = known ? error.message : 'internal error, see the walhub log';
+    if (transfer.bytes === 0) {
+      const where = request ? ` (${request.server} ${request.walText})` : '';
+      io.stderr.write(`walhub: ${message}${where}\n`);
+    }
+    return {
+      ...transfer,
+      exit: EXIT_STATUS[code],
+      result: AUDIT_RESULT[code],
+      message,
+      ...names(request),
+      ...(known ? {} : { internal: error }),
+    };
+  }
+}
+
+function names(request: GetWalRequest | undefined): { server?: string; wal?: string } {
+  return request ? { server: request.server, wal: request.walText } : {};
+}

@@ -1,0 +1,60 @@
+import { timingSafeEqual } from 'node:crypto';
+import type { AuthContext } from 'ssh2';
+import { findLoginRefusal, type KeyEntry } from '../keys/authorized-keys.js';
+import type { KeyStore } from '../keys/key-store.js';
+import { isValidSignature, toFingerprint } from '../keys/public-key.js';
+import type { Connection } from './connection.js';
+
+export interface AuthDeps {
+  readonly user: string;
+  readonly keys: KeyStore;
+  readonly maxAuthTries: number;
+  readonly now?: () => number;
+}
+
+/**
+ * One authentication request. The identity is bound to the connection only
+ * after the signature is verified here: ssh2 accepts whatever the handler
+ * accepts, and a key that was merely offered proves nothing.
+ */
+export function handleAuthentication(ctx: AuthContext, conn: Connection, deps: AuthDeps): void {
+  if (ctx.method === 'none') return ctx.reject(['publickey']);
+  conn.authAttempts++;
+  if (conn.authAttempts > deps.maxAuthTries) {
+    conn.refuseAuth({ user: ctx.username, method: ctx.method, reason: 'too many authentication attempts' });
+    ctx.reject(['publickey']);
+    conn.end();
+    return;
+  }
+  if (ctx.method !== 'publickey') {
+    conn.refuseAuth({ user: ctx.username, method: ctx.method, reason: `method ${ctx.method} not allowed` });
+    return ctx.reject(['publickey']);
+  }
+  const offered = ctx.key.data;
+  const fingerprint = toFingerprint(offered);
+  const signed = ctx.signature !== undefined;
+  const refuse = (reason: string, entry?: KeyEntry) => {
+    // Queries ("would you take this key?") are logged only when the key is ours,
+    // so a client offering its whole agent does not flood the audit log.
+    if (signed || entry) conn.refuseAuth({ user: ctx.username, method: 'publickey', key: fingerprint, key_name: entry?.name, reason });
+    ctx.reject(['publickey']);
+  };
+
+  if (ctx.username !== deps.user) return refuse(`unknown user`);
+  const entry = deps.keys.current.byBlob.get(offered.toString('base64'));
+  if (!entry || entry.key.type !== ctx.key.algo || !sameBytes(entry.key.blob, offered)) return refuse('key not authorized');
+  // ssh2 reports rsa-sha2-256/512 as ssh-rsa with a hashAlgo; none means SHA-1.
+  if (entry.key.type === 'ssh-rsa' && ctx.hashAlgo !== 'sha256' && ctx.hashAlgo !== 'sha512') {
+    return refuse('RSA/SHA-1 signatures are refused', entry);
+  }
+  const refusal = findLoginRefusal(entry, conn.remoteAddress, (deps.now ?? Date.now)());
+  if (refusal) return refuse(refusal, entry);
+  if (!signed) return ctx.accept();
+  if (!ctx.blob || !isValidSignature(entry.key, ctx.blob, ctx.signature!, ctx.hashAlgo)) return refuse('bad signature', entry);
+  conn.bindIdentity(entry, ctx.username);
+  ctx.accept();
+}
+
+function sameBytes(a: Buffer, b: Buffer): boolean {
+  return a.length === b.length && timingSafeEqual(a, b);
+}

@@ -1,0 +1,93 @@
+import type { ServerChannel, Session } from 'ssh2';
+import type { AuditLog } from '../audit/audit-log.js';
+import { MAX_COMMAND_LENGTH_IN_AUDIT } from '../audit/audit-log.js';
+import type { Hub } from '../command/get-wal.js';
+import { runCommand, type Outcome } from '../command/run-command.js';
+import { EXIT_STATUS } from '../errors.js';
+import type { Connection } from './connection.js';
+
+export interface SessionDeps {
+  readonly hub: Hub;
+  readonly audit: AuditLog;
+}
+
+/**
+ * One session channel: exactly one exec of get-wal. A pty or a shell is
+ * answered with exit 2 and a line saying why, rather than a bare protocol
+ * refusal the user would have to decode; every other request (env,
+ * subsystem, x11, agent) has no listener, so ssh2 refuses it.
+ */
+export function handleSession(session: Session, conn: Connection, deps: SessionDeps): void {
+  let ptyRequested = false;
+  let started = false;
+
+  session.on('pty', (_accept, reject) => {
+    ptyRequested = true;
+    reject?.();
+  });
+
+  session.on('shell', (accept) => {
+    if (started) return;
+    started = true;
+    const channel = accept();
+    refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)');
+    record(conn, deps.audit, '', { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
+  });
+
+  session.on('exec', (accept, _reject, info) => {
+    if (started) return _reject?.();
+    started = true;
+    const channel = accept();
+    const startedAt = Date.now();
+    if (ptyRequested) {
+      refuse(channel, 'walhub does not allocate a terminal; run ssh with -T (WAL would be mangled by a tty)');
+      record(conn, deps.audit, info.command, { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
+      return;
+    }
+    void serve(channel, info.command, conn, deps, startedAt);
+  });
+}
+
+async function serve(channel: ServerChannel, command: string, conn: Connection, deps: SessionDeps, startedAt: number): Promise<void> {
+  const aborter = new AbortController();
+  channel.on('close', () => aborter.abort());
+  channel.on('error', () => aborter.abort());
+  // Nothing is read from stdin; let it drain so a chatty client cannot stall the channel.
+  channel.resume();
+  conn.requests++;
+  const outcome = await runCommand(command, conn.identity!, deps.hub, {
+    stdout: channel,
+    stderr: channel.stderr,
+    signal: aborter.signal,
+  });
+  if (outcome.exit !== undefined && !aborter.signal.aborted) {
+    channel.exit(outcome.exit);
+    channel.end();
+  }
+  if (outcome.internal) conn.log.error({ err: outcome.internal, command: command.slice(0, 256) }, 'request failed');
+  record(conn, deps.audit, command, outcome, startedAt);
+}
+
+function refuse(channel: ServerChannel, message: string): void {
+  channel.stderr.write(`walhub: ${message}\n`);
+  channel.exit(EXIT_STATUS.USAGE);
+  channel.end();
+}
+
+function record(conn: Connection, audit: AuditLog, command: string, outcome: Outcome, startedAt: number): void {
+  const ms = Date.now() - startedAt;
+  audit.record('request', {
+    ...conn.fields(),
+    command: command.slice(0, MAX_COMMAND_LENGTH_IN_AUDIT),
+    ...(outcome.server !== undefined ? { server: outcome.server } : {}),
+    ...(outcome.wal !== undefined ? { wal: outcome.wal } : {}),
+    result: outcome.result,
+    exit: outcome.exit ?? null,
+    bytes: outcome.bytes,
+    ms,
+    ...(outcome.compression ? { compression: outcome.compression } : {}),
+    ...(outcome.file ? { file: outcome.file } : {}),
+    ...(outcome.message ? { error: outcome.message } : {}),
+  });
+  conn.log.info({ server: outcome.server, wal: outcome.wal, result: outcome.result, exit: outcome.exit, bytes: outcome.bytes, ms }, 'request');
+}
