@@ -1,0 +1,153 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { ClientKey, SshTarget } from './ssh-client.js';
+
+export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+export interface HubOptions {
+  /** authorized_keys lines: a key with its options, e.g. `servers="pg1"`. */
+  readonly keys?: readonly { key: ClientKey; options: string }[];
+  /** Use this archive root instead of an empty one under the hub's directory. */
+  readonly archive?: string;
+  /** Extra TOML appended to the generated config ([servers.x], [limits]). */
+  readonly extraToml?: string;
+  readonly env?: NodeJS.ProcessEnv;
+}
+
+export interface Hub extends SshTarget {
+  readonly dir: string;
+  readonly configPath: string;
+  readonly archive: string;
+  readonly authorizedKeys: string;
+  readonly auditLog: string;
+  readonly process: ChildProcess;
+  /** Program log lines (JSON) seen so far. */
+  readonly logLines: Record<string, unknown>[];
+  /** Audit records written so far (waits briefly for the asynchronous writer). */
+  audit(): Promise<Record<string, unknown>[]>;
+  writeKeys(lines: readonly { key: ClientKey; options: string }[]): Promise<void>;
+  waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  stop(): Promise<number | null>;
+}
+
+export function keyLine(key: ClientKey, options: string): string {
+  return `${options} ${key.publicLine}`;
+}
+
+/** The real server, `walhub serve`, as a child process on a free loopback port (port 0, read back). */
+export async function startHub(options: HubOptions = {}): Promise<Hub> {
+  const dir = await mkdtemp(join(tmpdir(), 'walhub-hub-'));
+  const archive = options.archive ?? join(dir, 'archive');
+  await mkdir(archive, { recursive: true });
+  const authorizedKeys = join(dir, 'authorized_keys');
+  const auditLog = join(dir, 'audit.log');
+  const configPath = join(dir, 'walhub.toml');
+  await writeFile(
+    configPath,
+    [
+      'listen = ["127.0.0.1:0"]',
+      'user = "walhub"',
+      'host_keys = ["ssh_host_ed25519_key"]',
+      'authorized_keys = "authorized_keys"',
+      `archive = ${JSON.stringify(archive)}`,
+      'audit_log = "audit.log"',
+      options.extraToml ?? '',
+    ].join('\n'),
+  );
+  const writeKeys = (lines: readonly { key: ClientKey; options: string }[]) =>
+    writeFile(authorizedKeys, lines.map((l) => `${keyLine(l.key, l.options)}\n`).join(''), { mode: 0o600 });
+  await writeKeys(options.keys ?? []);
+
+  const child = spawn(process.execPath, [CLI, 'serve', '--config', configPath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...options.env },
+  });
+  const logLines: Record<string, unknown>[] = [];
+  const waiters = new Set<() => void>();
+  let stderr = '';
+  let buffered = '';
+  child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    buffered += text;
+    const lines = buffered.split('\n');
+    buffered = lines.pop()!;
+    for (const line of lines) {
+      try {
+        logLines.push(JSON.parse(line) as Record<string, unknown>);
+      } catch {
+        logLines.push({ msg: line });
+      }
+    }
+    for (const wake of waiters) wake();
+  });
+  child.stderr!.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+
+  const waitForLog = (predicate: (line: Record<string, unknown>) => boolean, timeoutMs = 15_000) =>
+    new Promise<Record<string, unknown>>((resolve, reject) => {
+      const check = () => {
+        const hit = logLines.find(predicate);
+        if (hit) {
+          waiters.delete(check);
+          clearTimeout(timer);
+          resolve(hit);
+        }
+      };
+      const timer = setTimeout(() => {
+        waiters.delete(check);
+        reject(new Error(`walhub did not log what was awaited in ${timeoutMs} ms; stderr: ${stderr}`));
+      }, timeoutMs);
+      waiters.add(check);
+      void exited.then(() => {
+        if (!waiters.has(check)) return;
+        waiters.delete(check);
+        clearTimeout(timer);
+        reject(new Error(`walhub exited: ${stderr}`));
+      });
+      check();
+    });
+
+  const listening = await waitForLog((l) => l.msg === 'listening');
+  const knownHostsLine = (await waitForLog((l) => typeof l.known_hosts === 'string')).known_hosts as string;
+  const knownHosts = join(dir, 'known_hosts');
+  await writeFile(knownHosts, `${knownHostsLine}\n`);
+
+  return {
+    dir,
+    configPath,
+    archive,
+    authorizedKeys,
+    auditLog,
+    process: child,
+    port: listening.port as number,
+    knownHosts,
+    logLines,
+    writeKeys,
+    waitForLog,
+    async audit() {
+      // The audit writer is asynchronous; give it a moment to reach the file.
+      await new Promise((r) => setTimeout(r, 100));
+      const text = await readFile(auditLog, 'utf8').catch(() => '');
+      return text
+        .split('\n')
+        .filter((l) => l !== '')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+    },
+    async stop() {
+      if (child.exitCode === null) child.kill('SIGTERM');
+      const code = await Promise.race([exited, new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), 10_000))]);
+      if (code === 'timeout') {
+        child.kill('SIGKILL');
+        await exited;
+      }
+      await rm(dir, { recursive: true, force: true });
+      return code === 'timeout' ? null : code;
+    },
+  };
+}
+
+export async function appendKey(hub: Hub, key: ClientKey, options: string): Promise<void> {
+  await appendFile(hub.authorizedKeys, `${keyLine(key, options)}\n`);
+}
