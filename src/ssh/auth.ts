@@ -32,11 +32,11 @@ export function handleAuthentication(ctx: AuthContext, conn: Connection, deps: A
   }
   const offered = ctx.key.data;
   const fingerprint = toFingerprint(offered);
-  const signed = ctx.signature !== undefined;
+  // Every refused key is recorded, queries included: the OpenSSH client never
+  // signs with a key the server refused to take, so an unknown key shows up
+  // only as a query. maxAuthTries bounds how many lines one connection writes.
   const refuse = (reason: string, entry?: KeyEntry) => {
-    // Queries ("would you take this key?") are logged only when the key is ours,
-    // so a client offering its whole agent does not flood the audit log.
-    if (signed || entry) conn.refuseAuth({ user: ctx.username, method: 'publickey', key: fingerprint, key_name: entry?.name, reason });
+    conn.refuseAuth({ user: ctx.username, method: 'publickey', key: fingerprint, ...(entry ? { key_name: entry.name } : {}), reason });
     ctx.reject(['publickey']);
   };
 
@@ -49,7 +49,7 @@ export function handleAuthentication(ctx: AuthContext, conn: Connection, deps: A
   }
   const refusal = findLoginRefusal(entry, conn.remoteAddress, (deps.now ?? Date.now)());
   if (refusal) return refuse(refusal, entry);
-  if (!signed) return ctx.accept();
+  if (ctx.signature === undefined) return ctx.accept();
   if (!ctx.blob || !isValidSignature(entry.key, ctx.blob, ctx.signature!, ctx.hashAlgo)) return refuse('bad signature', entry);
   conn.bindIdentity(entry, ctx.username);
   ctx.accept();

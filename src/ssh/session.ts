@@ -12,25 +12,27 @@ export interface SessionDeps {
 }
 
 /**
- * One session channel: exactly one exec of get-wal. A pty or a shell is
- * answered with exit 2 and a line saying why, rather than a bare protocol
- * refusal the user would have to decode; every other request (env,
- * subsystem, x11, agent) has no listener, so ssh2 refuses it.
+ * One session channel: exactly one exec of get-wal. A pty request is granted
+ * (none is ever allocated) so that the exec that follows can answer exit 2
+ * with a line saying why: refusing it makes OpenSSH exit 255 on its own,
+ * which a standby whose ssh_config says RequestTTY force would take as fatal.
+ * Every other request (env, subsystem, x11, agent) has no listener, so ssh2
+ * refuses it.
  */
 export function handleSession(session: Session, conn: Connection, deps: SessionDeps): void {
   let ptyRequested = false;
   let started = false;
 
-  session.on('pty', (_accept, reject) => {
+  session.on('pty', (accept) => {
     ptyRequested = true;
-    reject?.();
+    accept?.();
   });
 
   session.on('shell', (accept) => {
     if (started) return;
     started = true;
     const channel = accept();
-    refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)');
+    refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)', ptyRequested);
     record(conn, deps.audit, '', { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
   });
 
@@ -40,7 +42,7 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
     const channel = accept();
     const startedAt = Date.now();
     if (ptyRequested) {
-      refuse(channel, 'walhub does not allocate a terminal; run ssh with -T (WAL would be mangled by a tty)');
+      refuse(channel, 'walhub does not allocate a terminal; run ssh with -T (WAL would be mangled by a tty)', true);
       record(conn, deps.audit, info.command, { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
       return;
     }
@@ -68,8 +70,9 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
   record(conn, deps.audit, command, outcome, startedAt);
 }
 
-function refuse(channel: ServerChannel, message: string): void {
-  channel.stderr.write(`walhub: ${message}\n`);
+function refuse(channel: ServerChannel, message: string, terminal: boolean): void {
+  // After a pty request the client's terminal is in raw mode: it needs \r too.
+  channel.stderr.write(`walhub: ${message}${terminal ? '\r\n' : '\n'}`);
   channel.exit(EXIT_STATUS.USAGE);
   channel.end();
 }

@@ -15,6 +15,14 @@ export interface HubOptions {
   /** Extra TOML appended to the generated config ([servers.x], [limits]). */
   readonly extraToml?: string;
   readonly env?: NodeJS.ProcessEnv;
+  /**
+   * Run in this directory (created if missing) instead of a new temp dir; stop()
+   * then leaves it in place, so a second startHub({ dir, port }) comes back with
+   * the same host key (known_hosts stays valid) and audit log. The caller removes it.
+   */
+  readonly dir?: string;
+  /** Listen on this loopback port instead of port 0: only to come back on the port a stopped hub had. */
+  readonly port?: number;
 }
 
 export interface Hub extends SshTarget {
@@ -39,7 +47,9 @@ export function keyLine(key: ClientKey, options: string): string {
 
 /** The real server, `walhub serve`, as a child process on a free loopback port (port 0, read back). */
 export async function startHub(options: HubOptions = {}): Promise<Hub> {
-  const dir = await mkdtemp(join(tmpdir(), 'walhub-hub-'));
+  const ownsDir = options.dir === undefined;
+  const dir = options.dir ?? (await mkdtemp(join(tmpdir(), 'walhub-hub-')));
+  await mkdir(dir, { recursive: true });
   const archive = options.archive ?? join(dir, 'archive');
   await mkdir(archive, { recursive: true });
   const authorizedKeys = join(dir, 'authorized_keys');
@@ -48,7 +58,7 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
   await writeFile(
     configPath,
     [
-      'listen = ["127.0.0.1:0"]',
+      `listen = ["127.0.0.1:${options.port ?? 0}"]`,
       'user = "walhub"',
       'host_keys = ["ssh_host_ed25519_key"]',
       'authorized_keys = "authorized_keys"',
@@ -142,7 +152,7 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
         child.kill('SIGKILL');
         await exited;
       }
-      await rm(dir, { recursive: true, force: true });
+      if (ownsDir) await rm(dir, { recursive: true, force: true });
       return code === 'timeout' ? null : code;
     },
   };

@@ -44,7 +44,7 @@ export interface SshResult {
 const KEPT_STDOUT = 1 << 20;
 
 /** The real OpenSSH client, as a standby's restore_command runs it. */
-export function sshArgs(target: SshTarget, key: ClientKey | undefined, extra: readonly string[] = []): string[] {
+export function sshArgs(target: SshTarget, key: ClientKey | undefined, extra: readonly string[] = [], logLevel = 'ERROR'): string[] {
   return [
     '-T',
     '-p', String(target.port),
@@ -52,7 +52,7 @@ export function sshArgs(target: SshTarget, key: ClientKey | undefined, extra: re
     '-o', `UserKnownHostsFile=${target.knownHosts}`,
     '-o', 'StrictHostKeyChecking=yes',
     '-o', 'BatchMode=yes',
-    '-o', 'LogLevel=ERROR',
+    '-o', `LogLevel=${logLevel}`,
     '-o', 'ConnectTimeout=10',
     ...extra,
     `${target.user ?? 'walhub'}@${target.host ?? '127.0.0.1'}`,
@@ -63,10 +63,12 @@ export function sshExec(
   target: SshTarget,
   key: ClientKey | undefined,
   command: string | undefined,
-  options: { extra?: readonly string[]; timeoutMs?: number } = {},
+  options: { extra?: readonly string[]; timeoutMs?: number; logLevel?: string; forceTty?: boolean } = {},
 ): Promise<SshResult> {
   const ssh = requireProgram('ssh', 'openssh-client');
-  const args = [...sshArgs(target, key, options.extra), ...(command === undefined ? [] : [command])];
+  const base = sshArgs(target, key, options.extra, options.logLevel);
+  // -tt asks for a pty even without a terminal, as `RequestTTY force` in ssh_config does.
+  const args = [...(options.forceTty ? ['-tt', ...base.filter((a) => a !== '-T')] : base), ...(command === undefined ? [] : [command])];
   return new Promise((resolve, reject) => {
     const child = spawn(ssh, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const kept: Buffer[] = [];
