@@ -91,6 +91,35 @@ describe('get-wal serves the decoded file, byte for byte', () => {
   });
 });
 
+describe('the audit log', () => {
+  it('records a served request with who, from where, what, the result and the bytes', async () => {
+    const file = placed.get('zstd segment in wals/')!;
+    await sshExec(hub, standby, `get-wal pg1 ${file.name}`);
+    const records = await hub.audit();
+    const request = records.filter((r) => r.event === 'request' && r.wal === file.name).pop();
+    expect(request).toMatchObject({
+      event: 'request',
+      time: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/),
+      conn: expect.stringMatching(/^[0-9a-f]{12}$/),
+      remote: expect.stringMatching(/^127\.0\.0\.1:\d+$/),
+      client: expect.stringMatching(/^SSH-2\.0-OpenSSH_/),
+      user: 'walhub',
+      key: standby.fingerprint,
+      key_name: 'standby-a',
+      command: `get-wal pg1 ${file.name}`,
+      server: 'pg1',
+      wal: file.name,
+      result: 'ok',
+      exit: 0,
+      bytes: file.size,
+      ms: expect.any(Number),
+      compression: 'zstd',
+    });
+    const conn = request!.conn;
+    expect(records.filter((r) => r.conn === conn).map((r) => r.event)).toEqual(['connect', 'auth', 'request', 'disconnect']);
+  });
+});
+
 describe('exit codes and the one line a person reads', () => {
   it.each([
     ['a WAL file not in the archive', 'get-wal pg1 0000000100000000000000FE', 1, 'walhub: WAL file not found in the archive (pg1 0000000100000000000000FE)\n'],

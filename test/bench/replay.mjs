@@ -1,0 +1,133 @@
+// Benchmark 2 (issue 3): wall time for PostgreSQL to replay the same archive
+// from a base backup with restore_command: through walhub (plain ssh and
+// ControlMaster), through sshd + Barman's `barman get-wal`, and from a local
+// copy. Archive recovery with recovery.signal: when restore_command reports
+// the segment after the last as missing, recovery ends and the server promotes.
+import { appendFile, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { clusterConf, SEGMENT_SIZE, toConf } from './archive.mjs';
+import { findFreePort, fixed, formatTable, makeDir, pgUser, readText, run, sleep, summarize, verdict } from './lib.mjs';
+import { sshArgs, stopMaster } from './servers.mjs';
+
+export const REPLAY_TARGETS = { muxVsLocal: 1.3, barmanVsPlain: 3 };
+const READY = 'database system is ready to accept connections';
+
+/**
+ * ctx: { dir, bins, base, names, plain, zstd, key (owned by postgres), hub, sshd?, barmanConf?, skipped: [reasons], reps }
+ */
+export async function benchReplay(ctx) {
+  const as = pgUser;
+  const work = await makeDir(join(ctx.dir, 'replay'), { owner: as, mode: 0o755 });
+  const controlDir = await makeDir(join(work, 'cm'), { owner: as, mode: 0o700 });
+  const controlPath = join(controlDir, 'walhub.sock');
+  const ssh = (target, extra = []) => ['ssh', ...sshArgs(target, ctx.key, extra)].join(' ');
+
+  const variants = [
+    { id: 'local-cp', label: 'local copy, cp (uncompressed)', command: `cp ${ctx.plain}/%f %p` },
+    { id: 'local-zstd', label: 'local copy, zstd -dc (compressed)', command: `zstd -dcq ${ctx.zstd}/%f > %p` },
+    { id: 'walhub', label: 'walhub, plain ssh', command: `${ssh(ctx.hub)} get-wal pg1 %f > %p` },
+    {
+      id: 'walhub-mux',
+      label: 'walhub, ssh ControlMaster',
+      command: `${ssh(ctx.hub, ['-o', 'ControlMaster=auto', '-o', `ControlPath=${controlPath}`, '-o', 'ControlPersist=60'])} get-wal pg1 %f > %p`,
+      // The master that the first restore_command left behind.
+      after: () => stopMaster(ctx.hub, ctx.key, controlPath, { as }),
+    },
+  ];
+  if (ctx.sshd && ctx.barmanConf) {
+    variants.push({
+      id: 'barman',
+      label: 'sshd + barman get-wal',
+      command: `${ssh(ctx.sshd)} barman -c ${ctx.barmanConf} get-wal pg1 %f > %p`,
+    });
+  }
+
+  const runs = Object.fromEntries(variants.map((v) => [v.id, []]));
+  for (let rep = 0; rep < ctx.reps; rep++) {
+    const order = variants.map((_, i) => variants[(i + rep) % variants.length]);
+    for (const v of order) {
+      const ms = await replayOnce(ctx, work, v, `${v.id}-${rep}`);
+      runs[v.id].push(ms);
+      process.stderr.write(`bench: replay ${v.id} run ${rep + 1}: ${(ms / 1000).toFixed(2)} s\n`);
+    }
+  }
+
+  const stats = Object.fromEntries(variants.map((v) => [v.id, { label: v.label, restoreCommand: v.command, ...summarize(runs[v.id]), samples: runs[v.id] }]));
+  const local = stats['local-cp'].median;
+  for (const s of Object.values(stats)) s.vsLocalCp = s.median / local;
+  const results = {
+    segments: ctx.names.length,
+    walBytes: ctx.names.length * SEGMENT_SIZE,
+    first: ctx.names[0],
+    last: ctx.names.at(-1),
+    reps: ctx.reps,
+    variants: stats,
+    ratios: {
+      walhubMuxVsLocalCp: stats['walhub-mux'].median / local,
+      barmanVsWalhubPlain: stats.barman ? stats.barman.median / stats.walhub.median : undefined,
+    },
+    skipped: ctx.skipped,
+  };
+  return { results, text: report(results) };
+}
+
+/** One archive recovery from a fresh copy of the base backup; resolves its wall time in ms. */
+async function replayOnce(ctx, work, variant, tag) {
+  const as = pgUser;
+  const data = join(work, `data-${tag}`);
+  const log = join(work, `postgres-${tag}.log`);
+  await run('cp', ['-a', ctx.base, data], { as });
+  try {
+    await writeFile(join(data, 'recovery.signal'), '');
+    await run('chown', [`${as?.uid ?? process.getuid()}:${as?.gid ?? process.getgid()}`, join(data, 'recovery.signal')]);
+    const port = await findFreePort();
+    await appendFile(
+      join(data, 'postgresql.conf'),
+      '\n# walhub replay benchmark\n' + toConf({ ...clusterConf(work, port), archive_mode: 'off', restore_command: variant.command }),
+    );
+    const t0 = process.hrtime.bigint();
+    await run(ctx.bins.pg_ctl, ['start', '-W', '-s', '-D', data, '-l', log], { as });
+    let text = '';
+    for (const deadline = Date.now() + 600_000; ; ) {
+      text = await readText(log);
+      if (text.includes(READY)) break;
+      if (/\b(FATAL|PANIC):/.test(text) || Date.now() > deadline) {
+        throw new Error(`replay ${tag} failed; the end of its log:\n${text.trim().split('\n').slice(-15).join('\n')}`);
+      }
+      await sleep(20);
+    }
+    const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+    const missing = ctx.names.filter((n) => !text.includes(`restored log file "${n}" from archive`));
+    if (missing.length > 0) throw new Error(`replay ${tag} did not restore ${missing.length} segments, e.g. ${missing[0]}`);
+    return ms;
+  } finally {
+    await run(ctx.bins.pg_ctl, ['stop', '-s', '-D', data, '-m', 'immediate', '-w'], { as }).catch(() => {});
+    await variant.after?.();
+    await rm(data, { recursive: true, force: true });
+  }
+}
+
+function report(r) {
+  const s = (ms) => `${fixed(ms / 1000, 2)} s`;
+  const rows = [['variant', 'median', 'runs', 'vs local cp']];
+  for (const [id, v] of Object.entries(r.variants)) rows.push([id, s(v.median), v.samples.map((x) => fixed(x / 1000, 2)).join(' '), `${fixed(v.vsLocalCp, 2)}x`]);
+  const x = (v) => (v === undefined ? 'n/a' : `${fixed(v, 2)}x`);
+  const t = REPLAY_TARGETS;
+  const targets = [
+    ['target', 'measured', 'goal', 'result'],
+    ['walhub ControlMaster vs local cp', x(r.ratios.walhubMuxVsLocalCp), `<= ${t.muxVsLocal}x`, verdict(r.ratios.walhubMuxVsLocalCp, t.muxVsLocal)],
+    ['barman get-wal vs walhub plain (speed-up)', x(r.ratios.barmanVsWalhubPlain), `>= ${t.barmanVsPlain}x`, verdict(r.ratios.barmanVsWalhubPlain, t.barmanVsPlain, { atLeast: true })],
+  ];
+  return [
+    `Benchmark 2: archive recovery of a base backup (pg_basebackup -X none, recovery.signal), replaying ${r.segments} real segments`,
+    `(${r.first} .. ${r.last}, ${r.walBytes / 2 ** 20} MiB of WAL); wall time from pg_ctl start to "${READY}"; ${r.reps} runs each, interleaved`,
+    ...r.skipped.map((why) => `skipped: ${why}`),
+    '',
+    formatTable(rows),
+    '',
+    formatTable(targets),
+    '',
+    'restore_command of each variant:',
+    ...Object.entries(r.variants).map(([id, v]) => `  ${id}: ${v.restoreCommand}`),
+  ].join('\n');
+}

@@ -1,0 +1,102 @@
+// Scenario 4: a failover. The primary goes away, standby A is promoted and
+// archives timeline 2 (00000002.history first) into the same Barman server.
+// Standby B cannot stream from A (it only knows the old primary); with
+// recovery_target_timeline = 'latest' and the recommended restore_command
+// (ControlMaster) it finds the history file through walhub and follows A.
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createBarman, type Barman } from '../helpers/barman.js';
+import { startHub, type Hub } from '../helpers/hub.js';
+import { createCluster, createStandby, waitUntil, type PgCluster } from '../helpers/postgres.js';
+import {
+  createFillTable,
+  grepLog,
+  toPrimarySettings,
+  toSegmentRange,
+  toTableChecksum,
+  waitForReplay,
+  writeAndSwitch,
+} from '../helpers/replication.js';
+import { createStandbyAccess, stopControlMasters, toRestoreCommand, type StandbyAccess } from '../helpers/restore-command.js';
+import { createClientKey } from '../helpers/ssh-client.js';
+
+let barman: Barman;
+let primary: PgCluster | undefined;
+let standbyA: PgCluster | undefined;
+let standbyB: PgCluster | undefined;
+let hub: Hub | undefined;
+let access: StandbyAccess | undefined;
+
+beforeAll(async () => {
+  barman = await createBarman({ pg1: 'gzip' });
+  primary = await createCluster({ conf: toPrimarySettings(barman.toArchiveCommand('pg1')) });
+  await primary.start();
+  await createFillTable(primary);
+  hub = await startHub({ archive: barman.home });
+  const key = await createClientKey(hub.dir, 'standby-b');
+  await hub.writeKeys([{ key, options: 'servers="pg1"' }]);
+  access = await createStandbyAccess(hub, key);
+  // A keeps the primary's archive_command: once promoted, it archives to the same Barman server.
+  standbyA = await createStandby(primary);
+  standbyB = await createStandby(primary, {
+    conf: {
+      restore_command: toRestoreCommand(access, 'pg1', 'recommended'),
+      recovery_target_timeline: 'latest',
+      archive_mode: false,
+      log_min_messages: 'log',
+    },
+  });
+});
+
+afterAll(async () => {
+  await import('node:fs/promises').then((f) => f.copyFile(standbyB!.logFile, '/tmp/blog')).catch(() => {});
+  await standbyB?.cleanup();
+  await standbyA?.cleanup();
+  await primary?.cleanup();
+  if (access) await stopControlMasters(access);
+  await hub?.stop();
+  await barman?.cleanup();
+});
+
+it('a standby follows the promoted one onto timeline 2 through walhub', async () => {
+  const p = primary!;
+  const a = standbyA!;
+  const b = standbyB!;
+  await a.start();
+  await b.start();
+  await writeAndSwitch(p, 1000);
+  const before = await p.psql('select pg_current_wal_lsn()');
+  await waitForReplay(a, before);
+  await waitForReplay(b, before);
+
+  await p.stop();
+  await a.promote();
+  expect(await a.psql('select timeline_id from pg_control_checkpoint()')).toBe('2');
+  const forkSegment = await a.psql('select pg_walfile_name(pg_current_wal_lsn())');
+  expect(forkSegment.startsWith('00000002')).toBe(true);
+  // Written on A only, after the promotion; a checkpoint in between gives B a restartpoint on timeline 2.
+  await writeAndSwitch(a, 20_000);
+  await a.psql('checkpoint');
+  const last = await writeAndSwitch(a, 1000);
+  await barman.archive(a, 'pg1', ['00000002.history', ...toSegmentRange(forkSegment, last)]);
+  const target = await a.psql('select pg_current_wal_lsn()');
+  const expected = await toTableChecksum(a);
+
+  await waitForReplay(b, target);
+  expect(await b.psql('select pg_is_in_recovery()')).toBe('t');
+  expect(await toTableChecksum(b)).toBe(expected);
+  expect(await grepLog(b, /new target timeline is 2/)).not.toEqual([]);
+  // pg_control, as pg_controldata shows it, after B's next restartpoint.
+  await waitUntil('a restartpoint on timeline 2 on B', async () => {
+    await b.psql('checkpoint');
+    return (await b.psql('select timeline_id from pg_control_checkpoint()')) === '2';
+  }, { timeoutMs: 30_000, intervalMs: 500 });
+
+  const requests = (await hub!.audit()).filter((r) => r.event === 'request' && r.key_name === 'standby-b');
+  const ok = requests.filter((r) => r.result === 'ok');
+  expect(ok.find((r) => r.wal === '00000002.history')).toMatchObject({ exit: 0, compression: 'gzip', bytes: expect.any(Number) });
+  for (const name of toSegmentRange(forkSegment, last)) {
+    expect(ok.find((r) => r.wal === name), name).toMatchObject({ exit: 0, bytes: 16 * 1024 * 1024 });
+  }
+  // ControlMaster: one SSH connection carried several requests.
+  expect(new Set(requests.map((r) => r.conn)).size).toBeLessThan(requests.length);
+});

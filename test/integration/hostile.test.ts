@@ -1,0 +1,123 @@
+// Commands written to escape: every one is exit 2 with one line, and nothing
+// outside the archive is opened. A FIFO outside the archive is the witness:
+// a writer blocked on it goes on only if somebody opens it for reading.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants } from 'node:fs';
+import { mkdir, open, symlink, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startHub, type Hub } from '../helpers/hub.js';
+import { requireProgram } from '../helpers/programs.js';
+import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { readFile } from 'node:fs/promises';
+
+let hub: Hub;
+let standby: ClientKey;
+let witness: ChildProcess;
+let witnessOpened = false;
+
+beforeAll(async () => {
+  hub = await startHub();
+  standby = await createClientKey(hub.dir, 'standby-a');
+  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  await mkdir(join(hub.archive, 'pg1', 'wals', '0000000100000000'), { recursive: true });
+  const fifo = join(hub.dir, 'outside-fifo');
+  await run(requireProgram('mkfifo', 'coreutils'), [fifo]);
+  // Every escape route points at the FIFO: `..` from the server directory,
+  // the archive root's parent, and a symlink planted in the archive.
+  await symlink(fifo, join(hub.archive, 'pg1', 'wals', '0000000100000000', '000000010000000000000007'));
+  await symlink(fifo, join(hub.archive, 'escape'));
+  await writeFile(join(hub.dir, '000000010000000000000003'), 'outside the archive');
+  witness = spawn('/bin/sh', ['-c', `echo opened > ${fifo}`], { stdio: 'ignore' });
+  witness.on('exit', () => (witnessOpened = true));
+  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+});
+
+afterAll(async () => {
+  witness?.kill('SIGKILL');
+  await hub?.stop();
+});
+
+describe('hostile commands', () => {
+  it.each([
+    ['a parent directory as WAL name', 'get-wal pg1 ../../000000010000000000000003', 'invalid WAL name "../../000000010000000000000003"'],
+    ['an absolute path as WAL name', 'get-wal pg1 /etc/passwd', 'invalid WAL name "/etc/passwd"'],
+    ['a path as server ID', 'get-wal pg1/../escape 000000010000000000000003', 'invalid server ID "pg1/../escape"'],
+    ['the parent as server ID', 'get-wal .. 000000010000000000000003', 'invalid server ID ".."'],
+    ['an absolute server ID', 'get-wal /tmp 000000010000000000000003', 'invalid server ID "/tmp"'],
+    ['a command after ;', 'get-wal pg1 000000010000000000000003; cat /etc/passwd', 'walhub runs no shell: ";" is not allowed'],
+    ['a command substitution', 'get-wal pg1 $(cat /etc/passwd)', 'walhub runs no shell: "$" is not allowed'],
+    ['backticks', 'get-wal pg1 `id`', 'walhub runs no shell: "`" is not allowed'],
+    ['a substitution inside double quotes', 'get-wal pg1 "$(id)"', 'walhub runs no shell: "$" inside double quotes is not expanded'],
+    ['a pipe', 'get-wal pg1 000000010000000000000003 | sh', 'walhub runs no shell: "|" is not allowed'],
+    ['a redirection', 'get-wal pg1 000000010000000000000003 > /tmp/x', 'walhub runs no shell: ">" is not allowed'],
+    ['a 10 KiB argument', `get-wal pg1 ${'A'.repeat(10 * 1024)}`, 'the command is longer than 4096 bytes'],
+  ])('refuses %s with exit 2', async (_what, command, message) => {
+    const result = await sshExec(hub, standby, command);
+    expect(result.status).toBe(2);
+    expect(result.bytes).toBe(0);
+    expect(result.stderr).toBe(`walhub: ${message}\n`);
+  });
+
+  it('refuses a NUL byte in the command (sent by a raw SSH client)', async () => {
+    const { status, stderr } = await execRaw(hub, standby, 'get-wal pg1 000000010000000000000003\0/../../etc/passwd');
+    expect(status).toBe(2);
+    expect(stderr).toBe('walhub: the command contains a NUL byte\n');
+  });
+
+  it('does not open a symlink in the archive that leads outside it', async () => {
+    const result = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000007');
+    expect(result.status).toBe(1);
+  });
+
+  it('opened nothing outside the archive through all of the above', async () => {
+    await new Promise((r) => setTimeout(r, 200));
+    expect(witnessOpened).toBe(false);
+    // The witness works: opening the FIFO for reading, as walhub would have, releases it.
+    const reader = await open(join(hub.dir, 'outside-fifo'), constants.O_RDONLY | constants.O_NONBLOCK);
+    await new Promise((r) => setTimeout(r, 500));
+    await reader.close();
+    expect(witnessOpened).toBe(true);
+  });
+
+  it('records a refused request in the audit log with the command as sent', async () => {
+    await sshExec(hub, standby, 'get-wal pg1 ../x');
+    const records = await hub.audit();
+    const refused = records.find((r) => r.event === 'request' && r.command === 'get-wal pg1 ../x');
+    expect(refused).toMatchObject({ result: 'usage', exit: 2, bytes: 0, key: standby.fingerprint, key_name: 'standby-a', user: 'walhub' });
+    const long = records.find((r) => r.event === 'request' && typeof r.command === 'string' && r.command.startsWith('get-wal pg1 AAAA'));
+    expect((long?.command as string).length).toBe(256);
+  });
+});
+
+function run(program: string, args: string[]): Promise<void> {
+  return new Promise((resolve, reject) => {
+    spawn(program, args, { stdio: 'inherit' }).on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${program} exited ${code}`))));
+  });
+}
+
+/** ssh2's own client, for bytes the OpenSSH client cannot put in a command (NUL). */
+async function execRaw(hub: Hub, key: ClientKey, command: string): Promise<{ status: number | null; stderr: string }> {
+  const client = new ssh2.Client();
+  const privateKey = await readFile(key.privatePath);
+  return new Promise((resolve, reject) => {
+    client
+      .on('ready', () => {
+        client.exec(command, (error, channel) => {
+          if (error) return reject(error);
+          let stderr = '';
+          let status: number | null = null;
+          channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+          channel.on('exit', (code: number) => (status = code));
+          channel.on('data', () => undefined);
+          channel.on('close', () => {
+            client.end();
+            resolve({ status, stderr });
+          });
+        });
+      })
+      .on('error', reject)
+      .connect({ host: '127.0.0.1', port: hub.port, username: 'walhub', privateKey });
+  });
+}

@@ -1,0 +1,259 @@
+import { describe, expect, it } from 'vitest';
+import { ConfigError, DEFAULT_LIMITS, parseConfig, parseDuration, parseListenAddress, type Config } from '../../src/config.js';
+
+const FILE = '/etc/walhub/walhub.toml';
+
+function problemsOf(text: string, file = FILE): readonly string[] {
+  try {
+    parseConfig(text, file);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).problems;
+  }
+  throw new Error(`accepted:\n${text}`);
+}
+
+describe('parseConfig', () => {
+  it('fills in every default from an empty file, paths beside the config directory', () => {
+    const config = parseConfig('', FILE);
+    expect(config).toEqual<Config>({
+      file: FILE,
+      listen: [{ host: '127.0.0.1', port: 2222 }],
+      user: 'walhub',
+      hostKeys: ['/etc/keys/ssh_host_ed25519_key'],
+      authorizedKeys: '/etc/keys/authorized_keys',
+      archive: '/etc/var/archive',
+      auditLog: '/etc/var/log/audit.log',
+      servers: {},
+      limits: DEFAULT_LIMITS,
+    });
+  });
+
+  it('has OpenSSH-like default limits', () => {
+    expect(parseConfig('', FILE).limits).toEqual({
+      loginGraceTime: 60_000,
+      maxAuthTries: 6,
+      maxSessions: 10,
+      maxStartups: 10,
+      maxConnections: 100,
+      maxTransfers: 64,
+      idleTimeout: 300_000,
+    });
+  });
+
+  it('reads a full configuration', () => {
+    const config = parseConfig(
+      `
+listen = ["0.0.0.0:22", "[::]:22"]
+user = "wal"
+host_keys = ["/etc/walhub/ssh_host_ed25519_key", "keys/ssh_host_rsa_key"]
+authorized_keys = "keys/authorized_keys"
+archive = "/var/lib/barman"
+audit_log = "../../var/log/walhub/audit.log"
+
+[servers.pg1]
+path = "/srv/barman/pg1"
+
+[servers."pg-2.main"]
+path = "elsewhere/pg2"
+
+[limits]
+login_grace_time = "30s"
+max_auth_tries = 3
+max_sessions = 4
+max_startups = 20
+max_connections = 200
+max_transfers = 8
+idle_timeout = "10m"
+`,
+      FILE,
+    );
+    expect(config).toEqual<Config>({
+      file: FILE,
+      listen: [
+        { host: '0.0.0.0', port: 22 },
+        { host: '::', port: 22 },
+      ],
+      user: 'wal',
+      hostKeys: ['/etc/walhub/ssh_host_ed25519_key', '/etc/walhub/keys/ssh_host_rsa_key'],
+      authorizedKeys: '/etc/walhub/keys/authorized_keys',
+      archive: '/var/lib/barman',
+      auditLog: '/var/log/walhub/audit.log',
+      servers: { pg1: { path: '/srv/barman/pg1' }, 'pg-2.main': { path: '/etc/walhub/elsewhere/pg2' } },
+      limits: {
+        loginGraceTime: 30_000,
+        maxAuthTries: 3,
+        maxSessions: 4,
+        maxStartups: 20,
+        maxConnections: 200,
+        maxTransfers: 8,
+        idleTimeout: 600_000,
+      },
+    });
+  });
+
+  it('resolves relative paths against the directory of the config file, not the working directory', () => {
+    const config = parseConfig('archive = "archive"\n[servers.pg1]\npath = "./pg1"\n', '/opt/walhub/etc/walhub.toml');
+    expect(config.archive).toBe('/opt/walhub/etc/archive');
+    expect(config.servers.pg1?.path).toBe('/opt/walhub/etc/pg1');
+    expect(config.authorizedKeys).toBe('/opt/walhub/keys/authorized_keys');
+  });
+
+  it('returns a frozen object', () => {
+    const config = parseConfig('[servers.pg1]\npath = "/x"\n', FILE);
+    expect(Object.isFrozen(config)).toBe(true);
+    expect(Object.isFrozen(config.limits)).toBe(true);
+    expect(Object.isFrozen(config.servers)).toBe(true);
+    expect(Object.isFrozen(config.servers.pg1)).toBe(true);
+  });
+
+  it.each([
+    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`],
+    [
+      'an unknown limits key',
+      '[limits]\nmax_auth_try = 3',
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout)`,
+    ],
+    ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h"`],
+    ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`],
+    ['a negative duration', '[limits]\nidle_timeout = -5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`],
+    ['a fractional duration', '[limits]\nidle_timeout = 1.5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`],
+    ['a count of 0', '[limits]\nmax_auth_tries = 0', `${FILE}: limits.max_auth_tries: expected a whole number from 1 to 100000`],
+    ['a fractional count', '[limits]\nmax_sessions = 2.5', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
+    ['a count as a string', '[limits]\nmax_sessions = "10"', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
+    ['a count too large', '[limits]\nmax_connections = 100001', `${FILE}: limits.max_connections: expected a whole number from 1 to 100000`],
+    ['a port alone', 'listen = ["2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "2222"`],
+    ['an IPv6 address without brackets', 'listen = ["::1:2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "::1:2222"`],
+    ['a port above 65535', 'listen = ["127.0.0.1:65536"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "127.0.0.1:65536"`],
+    ['listen as a string', 'listen = "127.0.0.1:2222"', `${FILE}: listen: expected a list of strings`],
+    ['an empty listen list', 'listen = []', `${FILE}: listen: expected at least one address`],
+    ['an empty host key list', 'host_keys = []', `${FILE}: host_keys: expected at least one host key file`],
+    ['a number for a path', 'archive = 5', `${FILE}: archive: expected a non-empty string`],
+    ['an empty path', 'audit_log = ""', `${FILE}: audit_log: expected a non-empty string`],
+    ['a user name with a shell character', 'user = "wal;hub"', `${FILE}: user: expected a login name like "walhub"`],
+    ['limits that are not a table', 'limits = 5', `${FILE}: limits: expected a table`],
+    ['servers that are not a table', 'servers = "pg1"', `${FILE}: servers: expected a table of [servers.<id>]`],
+    [
+      'a server ID with a path',
+      '[servers."../x"]\npath = "/x"',
+      `${FILE}: servers.../x: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
+    ],
+    [
+      'a hidden server ID',
+      '[servers.".hidden"]\npath = "/x"',
+      `${FILE}: servers..hidden: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
+    ],
+    ['a server without a path', '[servers.pg1]\ndir = "/x"', `${FILE}: servers.pg1.path: expected a directory path`],
+    ['a server with an empty path', '[servers.pg1]\npath = ""', `${FILE}: servers.pg1.path: expected a directory path`],
+    ['a server key other than path', '[servers.pg1]\npath = "/x"\ncompression = "gzip"', `${FILE}: servers.pg1.compression: unknown key (expected path)`],
+  ])('refuses %s with one line naming the file and the key', (_what, text, problem) => {
+    expect(problemsOf(text)).toEqual([problem]);
+  });
+
+  it('reports every problem at once', () => {
+    const problems = problemsOf(`
+listen = ["nowhere"]
+colour = "blue"
+[servers."a/b"]
+path = "/x"
+[limits]
+login_grace_time = "soon"
+max_auth_tries = -1
+`);
+    expect(problems).toEqual([
+      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`,
+      `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "nowhere"`,
+      `${FILE}: servers.a/b: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
+      `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h"`,
+      `${FILE}: limits.max_auth_tries: expected a whole number from 1 to 100000`,
+    ]);
+  });
+
+  it('puts every problem in the error message too, one a line', () => {
+    try {
+      parseConfig('a = 1\nb = 2\n', FILE);
+      throw new Error('accepted');
+    } catch (error) {
+      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`);
+    }
+  });
+
+  it.each([
+    ['an unquoted string on line 2', 'listen = ["127.0.0.1:2222"]\nuser = walhub\n', 2],
+    ['an unclosed list on line 3', '\n\nlisten = ["127.0.0.1:2222"\n', 3],
+    ['a duplicate key on line 2', 'user = "a"\nuser = "b"\n', 2],
+  ])('reports a TOML syntax error with its line: %s', (_what, text, line) => {
+    const problems = problemsOf(text);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(new RegExp(`^${FILE.replace(/\./g, '\\.')}:${line}:\\d+: `));
+  });
+
+  it('refuses a duration too long for a timer (Node fires timers over 2^31-1 ms at once)', () => {
+    expect(problemsOf('[limits]\nidle_timeout = "1000h"')).toEqual([
+      `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`,
+    ]);
+  });
+
+  it.each(['login_grace_time', 'idle_timeout'])(
+    'refuses a zero %s (the listener would drop every connection at once)',
+    (key) => {
+      expect(problemsOf(`[limits]\n${key} = "0s"`)).toHaveLength(1);
+    },
+  );
+});
+
+describe('parseDuration', () => {
+  it.each([
+    ['30s', 30_000],
+    ['5m', 300_000],
+    ['1h', 3_600_000],
+    ['250ms', 250],
+    ['45', 45_000],
+    [' 30s ', 30_000],
+    [45, 45_000],
+  ] as const)('reads %j as %i ms', (value, ms) => {
+    expect(parseDuration(value)).toBe(ms);
+  });
+
+  it.each([['1d'], ['-5s'], ['1.5s'], ['30 s'], ['s'], [''], ['30S'], [1.5], [-1], [true], [null], [undefined], [['30s']]])(
+    'refuses %j',
+    (value) => {
+      expect(parseDuration(value)).toBeUndefined();
+    },
+  );
+});
+
+describe('parseListenAddress', () => {
+  it.each([
+    ['127.0.0.1:2222', '127.0.0.1', 2222],
+    ['0.0.0.0:22', '0.0.0.0', 22],
+    ['[::1]:2222', '::1', 2222],
+    ['[::]:22', '::', 22],
+    ['[2001:db8::10]:2222', '2001:db8::10', 2222],
+    ['[::ffff:10.1.2.3]:2222', '::ffff:10.1.2.3', 2222],
+    ['localhost:2222', 'localhost', 2222],
+    ['backup.example.com:22', 'backup.example.com', 22],
+    ['127.0.0.1:65535', '127.0.0.1', 65535],
+  ])('reads %s', (text, host, port) => {
+    expect(parseListenAddress(text)).toEqual({ host, port });
+  });
+
+  it.each([
+    ['2222'],
+    ['127.0.0.1'],
+    ['127.0.0.1:'],
+    [':2222'],
+    ['[::1]'],
+    ['::1:2222'],
+    ['[::1]2222'],
+    ['127.0.0.1:65536'],
+    ['127.0.0.1:123456'],
+    ['127.0.0.1:-1'],
+    ['127.0.0.1:22x'],
+    ['[fe80::1%eth0]:22'],
+    [' 127.0.0.1:2222'],
+    [''],
+  ])('refuses %j', (text) => {
+    expect(parseListenAddress(text)).toBeUndefined();
+  });
+});
