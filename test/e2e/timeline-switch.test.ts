@@ -24,7 +24,8 @@ let primary: PgCluster | undefined;
 let standbyA: PgCluster | undefined;
 let standbyB: PgCluster | undefined;
 let hub: Hub | undefined;
-let access: StandbyAccess | undefined;
+let accessA: StandbyAccess | undefined;
+let accessB: StandbyAccess | undefined;
 
 beforeAll(async () => {
   barman = await createBarman({ pg1: 'gzip' });
@@ -32,14 +33,16 @@ beforeAll(async () => {
   await primary.start();
   await createFillTable(primary);
   hub = await startHub({ archive: barman.home });
-  const key = await createClientKey(hub.dir, 'standby-b');
-  await hub.writeKeys([{ key, options: 'servers="pg1"' }]);
-  access = await createStandbyAccess(hub, key);
+  const keyA = await createClientKey(hub.dir, 'standby-a');
+  const keyB = await createClientKey(hub.dir, 'standby-b');
+  await hub.writeKeys([keyA, keyB].map((key) => ({ key, options: 'servers="pg1"' })));
+  accessA = await createStandbyAccess(hub, keyA);
+  accessB = await createStandbyAccess(hub, keyB);
   // A keeps the primary's archive_command: once promoted, it archives to the same Barman server.
-  standbyA = await createStandby(primary);
+  standbyA = await createStandby(primary, { conf: { restore_command: toRestoreCommand(accessA, 'pg1', 'recommended') } });
   standbyB = await createStandby(primary, {
     conf: {
-      restore_command: toRestoreCommand(access, 'pg1', 'recommended'),
+      restore_command: toRestoreCommand(accessB, 'pg1', 'recommended'),
       recovery_target_timeline: 'latest',
       archive_mode: false,
       log_min_messages: 'log',
@@ -48,11 +51,10 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  await import('node:fs/promises').then((f) => f.copyFile(standbyB!.logFile, '/tmp/blog')).catch(() => {});
   await standbyB?.cleanup();
   await standbyA?.cleanup();
   await primary?.cleanup();
-  if (access) await stopControlMasters(access);
+  for (const access of [accessA, accessB]) if (access) await stopControlMasters(access);
   await hub?.stop();
   await barman?.cleanup();
 });

@@ -1,0 +1,143 @@
+// The walhub command as an administrator runs it: check, host-key, serve's
+// start-up refusals, and key reloads on a running server.
+import { execFile } from 'node:child_process';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, startHub, type Hub } from '../helpers/hub.js';
+import { requireProgram } from '../helpers/programs.js';
+import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+
+const run = promisify(execFile);
+
+async function walhub(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args]);
+    return { status: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { status: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+let dir: string;
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'walhub-cli-'));
+});
+afterAll(async () => {
+  await rm(dir, { recursive: true, force: true });
+});
+
+async function writeConfig(name: string, text: string): Promise<string> {
+  const path = join(dir, name);
+  await writeFile(path, text);
+  return path;
+}
+
+describe('walhub check', () => {
+  it('names the file, the key and what was expected, one line per problem, and exits 1', async () => {
+    const config = await writeConfig(
+      'bad.toml',
+      'listen = ["127.0.0.1"]\nusre = "walhub"\n[limits]\nlogin_grace_time = "soon"\nmax_sessions = 0\n',
+    );
+    const result = await walhub(['check', '--config', config]);
+    expect(result.status).toBe(1);
+    expect(result.stderr.trim().split('\n')).toEqual([
+      `walhub: ${config}: usre: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`,
+      `walhub: ${config}: listen: expected "host:port" or "[ipv6]:port", got "127.0.0.1"`,
+      `walhub: ${config}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h"`,
+      `walhub: ${config}: limits.max_sessions: expected a whole number from 1 to 100000`,
+    ]);
+  });
+
+  it('serve refuses the same configuration with the same lines', async () => {
+    const config = await writeConfig('bad2.toml', 'user = 7\n');
+    const result = await walhub(['serve', '--config', config]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`walhub: ${config}: user: expected a non-empty string\n`);
+  });
+
+  it('reports bad authorized_keys lines with their line numbers and exits 1', async () => {
+    const key = await createClientKey(dir, 'check-a');
+    await writeFile(join(dir, 'authorized_keys'), `servers="pg1" ${key.publicLine}\n${key.publicLine}\ncommand="sh" ${key.publicLine}\n`);
+    const config = await writeConfig('keys.toml', `authorized_keys = "authorized_keys"\nhost_keys = ["nokey_ed25519"]\narchive = "archive"\n`);
+    const result = await walhub(['check', '--config', config]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toContain(`${key.fingerprint} check-a servers=pg1`);
+    expect(result.stderr).toContain(`${join(dir, 'authorized_keys')}:2: servers="..." is required`);
+    expect(result.stderr).toContain(`${join(dir, 'authorized_keys')}:3: command= is refused: walhub runs only get-wal`);
+  });
+
+  it('prints a summary and exits 0 for a good configuration', async () => {
+    const result = await walhub(['check', '--config', join(process.cwd(), 'etc', 'walhub.toml')]);
+    expect(result.stdout).toContain('listen        127.0.0.1:2222');
+    expect(result.stdout).toContain('user          walhub');
+  });
+});
+
+describe('host keys', () => {
+  let hub: Hub | undefined;
+  afterEach(async () => {
+    await hub?.stop();
+    hub = undefined;
+  });
+
+  it('creates an ed25519 host key at first start, mode 0600, whose fingerprint ssh-keygen agrees with', async () => {
+    hub = await startHub();
+    const created = hub.logLines.find((l) => l.msg === 'host key') as { path: string; fingerprint: string };
+    const { mode } = await import('node:fs').then((fs) => fs.statSync(created.path));
+    expect(mode & 0o777).toBe(0o600);
+    const { stdout } = await run(requireProgram('ssh-keygen', 'openssh-client'), ['-l', '-E', 'sha256', '-f', created.path]);
+    expect(stdout.split(' ')[1]).toBe(created.fingerprint);
+    const printed = await walhub(['host-key', '--config', hub.configPath]);
+    expect(printed.stdout).toContain(`${created.fingerprint} ssh-ed25519 ${created.path}`);
+  });
+
+  it('refuses a host key that group or others may read, as sshd does', async () => {
+    const config = await writeConfig('open.toml', 'host_keys = ["open_ed25519"]\nauthorized_keys = "ak"\narchive = "archive"\naudit_log = "audit.log"\nlisten = ["127.0.0.1:0"]\n');
+    const first = await walhub(['host-key', '--config', config]);
+    expect(first.status).toBe(1);
+    await run(requireProgram('ssh-keygen', 'openssh-client'), ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'open_ed25519')]);
+    await chmod(join(dir, 'open_ed25519'), 0o644);
+    const result = await walhub(['serve', '--config', config]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(
+      `walhub: ${join(dir, 'open_ed25519')}: permissions 0644 are too open: a private host key must not be readable by group or others (chmod 600)\n`,
+    );
+  });
+});
+
+describe('authorized_keys reloads on a running server', () => {
+  let hub: Hub;
+  let a: ClientKey;
+  let b: ClientKey;
+  beforeAll(async () => {
+    hub = await startHub();
+    [a, b] = await Promise.all([createClientKey(hub.dir, 'a'), createClientKey(hub.dir, 'b')]);
+    await hub.writeKeys([{ key: a, options: 'servers="*"' }]);
+    await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+  });
+  afterAll(async () => {
+    await hub?.stop();
+  });
+
+  it('keeps the last good set when the file cannot be read, and logs why', async () => {
+    await rm(hub.authorizedKeys);
+    await hub.waitForLog((l) => l.msg === 'cannot read authorized keys; the last good set stays in force');
+    const result = await sshExec(hub, a, 'get-wal --test nosuch x');
+    expect(result.status).toBe(3);
+  });
+
+  it('skips a bad line, keeps the rest, and re-reads on SIGHUP', async () => {
+    await writeFile(hub.authorizedKeys, `servers="*" ${a.publicLine}\nservers="" ${b.publicLine}\n`);
+    await hub.waitForLog((l) => typeof l.msg === 'string' && l.msg.endsWith(':2: servers= needs a list of server IDs, or "*"'));
+    const loaded = hub.logLines.filter((l) => l.msg === 'authorized keys loaded').length;
+    hub.process.kill('SIGHUP');
+    await hub.waitForLog(() => hub.logLines.filter((l) => l.msg === 'authorized keys loaded').length > loaded);
+    expect((await sshExec(hub, a, 'get-wal --test nosuch x')).status).toBe(3);
+    expect((await sshExec(hub, b, 'get-wal --test nosuch x')).status).toBe(255);
+    expect(await readFile(hub.authorizedKeys, 'utf8')).toContain(b.publicLine);
+  });
+});
