@@ -4,7 +4,7 @@
 // Barman serve), and zstd flat (a local `zstd -dc` for reference).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { appendFile, chown, link, readFile, readdir, stat } from 'node:fs/promises';
+import { appendFile, chmod, chown, link, readFile, readdir, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { findFreePort, findProgram, makeDir, pgUser, run, waitUntil } from './lib.mjs';
 
@@ -121,6 +121,7 @@ export async function compressArchive(dir, plain, names, barmanOwner) {
       const out = join(zstd, name);
       await run('zstd', ['-q', '-3', '-f', join(plain, name), '-o', out]);
       const hashDir = await makeDir(join(serverDir, 'wals', name.slice(0, 16)), { owner: barmanOwner });
+      await chmod(out, 0o644); // zstd copies the source's mode, and PostgreSQL's archive is 0600
       await link(out, join(hashDir, name));
       if (barmanOwner) await chown(out, barmanOwner.uid, barmanOwner.gid);
       compressed += (await stat(out)).size;

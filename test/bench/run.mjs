@@ -9,7 +9,7 @@
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
-import { availableParallelism, cpus, totalmem } from 'node:os';
+import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildArchive, compressArchive, findPostgres } from './archive.mjs';
@@ -45,6 +45,7 @@ function machineFacts() {
     postgres: versionOf(findProgram('postgres') ?? 'postgres', ['--version'], /\d+\.\d+\S*/),
     barman: findProgram('barman') ? versionOf('barman', ['--version'], /^\S+/) : 'not installed',
     zstd: versionOf('zstd', ['--version'], /v\d[\d.]*\d/),
+    loadAverageAtStart: loadavg()[0],
     walhub: commit ? `${commit}${git(['status', '--porcelain', '--', 'src']) ? ' + uncommitted src changes' : ''}` : 'unknown',
   };
 }
@@ -53,7 +54,7 @@ async function main() {
   const startedAt = Date.now();
   const machine = machineFacts();
   say('walhub benchmarks (npm run bench)');
-  say(`date: ${new Date().toISOString()}`);
+  say(`date: ${new Date().toISOString()}; load average ${loadavg().map((l) => l.toFixed(2)).join(' ')} (1/5/15 min) at start`);
   say(
     `machine: ${machine.nproc} CPUs (${machine.cpu}), ${machine.memoryGiB} GiB, ${machine.kernel}; node ${machine.node}; ` +
       `${machine.openssh}; PostgreSQL ${machine.postgres}; Barman ${machine.barman}; zstd ${machine.zstd}; walhub ${machine.walhub}`,
@@ -144,7 +145,7 @@ async function main() {
 
   const runtimeS = (Date.now() - startedAt) / 1000;
   say();
-  say(`total bench time: ${runtimeS.toFixed(0)} s (building the archive included)`);
+  say(`total bench time: ${runtimeS.toFixed(0)} s (building the archive included); load average ${loadavg()[0].toFixed(2)} at the end`);
   await mkdir(join(ROOT, 'test/bench/results'), { recursive: true });
   const json = { date: new Date(startedAt).toISOString(), command: 'npm run bench', machine, runtimeS, fetch: fetch.results, replay: replay.results };
   await writeFile(RESULTS, `${JSON.stringify(json, null, 2)}\n`);

@@ -251,9 +251,15 @@ describe('parseListenAddress', () => {
     ['127.0.0.1:-1'],
     ['127.0.0.1:22x'],
     ['[fe80::1%eth0]:22'],
-    [' 127.0.0.1:2222'],
     [''],
   ])('refuses %j', (text) => {
     expect(parseListenAddress(text)).toBeUndefined();
   });
+
+  it.each([[' 127.0.0.1:2222'], ['127.0.0.1 :2222'], ['local host:2222']])(
+    'refuses a host with blanks in it (%j would fail only later, at bind)',
+    (text) => {
+      expect(parseListenAddress(text)).toBeUndefined();
+    },
+  );
 });
