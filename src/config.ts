@@ -86,8 +86,11 @@ export function parseConfig(text: string, file: string): Config {
   try {
     raw = toml.parse(text) as Table;
   } catch (error) {
-    const e = error as { line?: number; column?: number; message: string };
-    throw new ConfigError([`${file}:${e.line ?? '?'}:${e.column ?? '?'}: ${e.message}`]);
+    // The toml package reports most positions in `location`, duplicate keys in `line`.
+    const e = error as { line?: number; column?: number; location?: { start: { line: number; column: number } }; message: string };
+    const line = e.location?.start.line ?? e.line ?? '?';
+    const column = e.location?.start.column ?? e.column ?? '?';
+    throw new ConfigError([`${file}:${line}:${column}: ${e.message}`]);
   }
   const problems: string[] = [];
   const fail = (key: string, expected: string) => problems.push(`${file}: ${key}: ${expected}`);
@@ -137,9 +140,12 @@ export function parseConfig(text: string, file: string): Config {
         fail(`limits.${key}`, `unknown key (expected one of ${Object.keys(LIMIT_KEYS).join(', ')})`);
         continue;
       }
-      const parsed = spec.kind === 'duration' ? parseDuration(value) : parseCount(value);
+      const parsed = spec.kind === 'duration' ? parseTimeout(value) : parseCount(value);
       if (parsed === undefined) {
-        fail(`limits.${key}`, spec.kind === 'duration' ? 'expected a duration like "30s", "5m" or "1h"' : 'expected a whole number from 1 to 100000');
+        fail(
+          `limits.${key}`,
+          spec.kind === 'duration' ? 'expected a duration like "30s", "5m" or "1h", from 1s to 576h' : 'expected a whole number from 1 to 100000',
+        );
       } else limits[spec.field] = parsed;
     }
   }
@@ -160,7 +166,7 @@ export function parseConfig(text: string, file: string): Config {
 }
 
 export function parseListenAddress(text: string): { host: string; port: number } | undefined {
-  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(text);
+  const match = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]\s]+)):(\d{1,5})$/.exec(text);
   if (!match) return undefined;
   const port = Number(match[3]);
   if (port > 65535) return undefined;
@@ -171,10 +177,18 @@ export function parseListenAddress(text: string): { host: string; port: number }
 export function parseDuration(value: unknown): number | undefined {
   if (typeof value === 'number' && Number.isInteger(value) && value >= 0) return value * 1000;
   if (typeof value !== 'string') return undefined;
-  const match = /^(\d+)(ms|s|m|h)?$/.exec(value.trim());
+  const match = /^(\d{1,10})(ms|s|m|h)?$/.exec(value.trim());
   if (!match) return undefined;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's'] ?? 1000;
   return Number(match[1]) * unit;
+}
+
+/** Node timers overflow past 2^31-1 ms (24.8 days) and fire at once; zero would drop every connection. */
+const MAX_TIMEOUT = 576 * 3_600_000;
+
+function parseTimeout(value: unknown): number | undefined {
+  const ms = parseDuration(value);
+  return ms !== undefined && ms >= 1000 && ms <= MAX_TIMEOUT ? ms : undefined;
 }
 
 function parseCount(value: unknown): number | undefined {

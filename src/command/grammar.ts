@@ -44,6 +44,8 @@ export function parseCommand(words: readonly string[]): GetWalRequest {
       rest.shift();
       if (option === '--config' || option === '-c') {
         if (rest.shift() === undefined) throw usage(`barman ${option} needs a value`);
+      } else if (!option.startsWith('-')) {
+        throw usage(`unknown command ${quote(option)}: walhub only runs "get-wal SERVER WAL_NAME"`);
       } else if (!option.startsWith('--config=') && option !== '-q' && option !== '--quiet') {
         throw usage(`unsupported barman option ${quote(option)}`);
       }

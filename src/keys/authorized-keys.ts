@@ -45,7 +45,9 @@ export function parseAuthorizedKeys(text: string, source: string): KeySet {
 }
 
 export function parseKeyLine(line: string, lineNumber: number): KeyEntry | Error {
-  const startsWithType = (text: string) => SUPPORTED_KEY_TYPES.some((t) => text.startsWith(`${t} `)) || /^sk-\S+ /.test(text);
+  // Any key-type-looking first word (ssh-dss, sk-*, ...) is a key, so an
+  // unsupported type is named as such rather than misread as options.
+  const startsWithType = (text: string) => /^(?:ssh-|ecdsa-|sk-)[A-Za-z0-9@.-]+\s/.test(text);
   let options = new Map<string, string | true>();
   let rest = line;
   if (!startsWithType(line)) {
@@ -54,6 +56,9 @@ export function parseKeyLine(line: string, lineNumber: number): KeyEntry | Error
     [options, rest] = parsed;
   }
   const [type, data, ...comment] = rest.split(/\s+/);
+  if (type && !SUPPORTED_KEY_TYPES.includes(type)) {
+    return new Error(`unsupported key type ${type} (use ${SUPPORTED_KEY_TYPES.join(', ')})`);
+  }
   if (!type || !data) return new Error('expected [options] key-type base64-key [comment]');
   if (!/^[A-Za-z0-9+/]+={0,2}$/.test(data)) return new Error('the key is not valid base64');
   const key = parsePublicKeyBlob(Buffer.from(data, 'base64'));
@@ -137,6 +142,7 @@ export function parseExpiryTime(text: string): number | undefined {
   if (!match) return undefined;
   const [, y, mo, d, h = '0', mi = '0', s = '0', utc] = match;
   const parts = [Number(y), Number(mo) - 1, Number(d), Number(h), Number(mi), Number(s)] as const;
+  if (parts[3] > 23 || parts[4] > 59 || parts[5] > 59) return undefined;
   const time = utc ? Date.UTC(...parts) : new Date(...parts).getTime();
   const date = new Date(time);
   // Date rolls 20270231 over to March; such a date is a typo, not a time.

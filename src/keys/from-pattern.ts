@@ -23,10 +23,10 @@ export function parseFromPattern(source: string): FromPattern | Error {
     const pattern = negated ? item.slice(1) : item;
     if (pattern === '') return new Error(`empty pattern in from="${source}"`);
     if (pattern.includes('/')) {
-      const [ip, bits] = pattern.split('/') as [string, string];
+      const [ip, bits, extra] = pattern.split('/') as [string, string, string | undefined];
       const family = isIP(ip);
       const prefix = Number(bits);
-      if (family === 0 || !/^\d+$/.test(bits) || prefix > (family === 4 ? 32 : 128)) {
+      if (extra !== undefined || family === 0 || !/^\d{1,3}$/.test(bits) || prefix > (family === 4 ? 32 : 128)) {
         return new Error(`bad CIDR block "${pattern}" in from=`);
       }
       const block = new BlockList();

@@ -25,7 +25,7 @@ let barman: Barman;
 let primary: PgCluster | undefined;
 let restored: PgCluster | undefined;
 let hub: Hub | undefined;
-let access: StandbyAccess;
+let access: StandbyAccess | undefined;
 
 beforeAll(async () => {
   barman = await createBarman({ pg1: 'zstd' });
@@ -42,6 +42,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await restored?.cleanup();
   await primary?.cleanup();
+  await access?.cleanup();
   await hub?.stop();
   await barman?.cleanup();
 });
@@ -54,7 +55,7 @@ it('pg_basebackup -X none + recovery.signal replays every archived segment throu
     conf: {
       // The plain one-liner: in archive recovery, any miss ends recovery, so an
       // unreachable hub had better stop PostgreSQL (255) than end it early.
-      restore_command: toRestoreCommand(access, 'pg1', 'plain'),
+      restore_command: toRestoreCommand(access!, 'pg1', 'plain'),
       archive_mode: false,
       log_min_messages: 'log',
     },

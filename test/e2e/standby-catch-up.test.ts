@@ -15,7 +15,7 @@ import {
   waitForReplay,
   writeAndSwitch,
 } from '../helpers/replication.js';
-import { createStandbyAccess, stopControlMasters, toRestoreCommand, type StandbyAccess } from '../helpers/restore-command.js';
+import { createStandbyAccess, toRestoreCommand, type StandbyAccess } from '../helpers/restore-command.js';
 import { createClientKey } from '../helpers/ssh-client.js';
 
 let barman: Barman;
@@ -39,7 +39,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await standby?.cleanup();
   await primary?.cleanup();
-  if (access) await stopControlMasters(access);
+  await access?.cleanup();
   await hub?.stop();
   await barman?.cleanup();
 });

@@ -2,7 +2,7 @@
 // postgres user's own copy of the standby key and of walhub's known_hosts line,
 // and the restore_command lines the README gives, built here exactly as they
 // go into postgresql.conf.
-import { chmod, copyFile, mkdir, mkdtemp } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { constants, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hub } from './hub.js';
@@ -18,6 +18,8 @@ export interface StandbyAccess {
   /** Where ControlMaster sockets go. */
   readonly controlDir: string;
   readonly port: number;
+  /** Ends any ControlMaster left running (`ssh -O exit`) and removes dir. */
+  cleanup(): Promise<void>;
 }
 
 export type RestoreForm = 'plain' | 'recommended';
@@ -34,7 +36,17 @@ export async function createStandbyAccess(hub: Hub, key: ClientKey, parent = tmp
   await chmod(keyPath, 0o600);
   await chmod(dir, 0o700);
   for (const path of [dir, keyPath, knownHosts, controlDir]) await chownToPostgres(path);
-  return { dir, keyPath, knownHosts, controlDir, port: hub.port };
+  return {
+    dir,
+    keyPath,
+    knownHosts,
+    controlDir,
+    port: hub.port,
+    async cleanup() {
+      await stopControlMaster({ controlDir, port: hub.port });
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 // What any standby needs: its key, the hub's host key, and never a prompt.
@@ -102,7 +114,7 @@ export function runRestoreCommand(command: string, wal: string, dest: string, cw
 }
 
 /** `ssh -O exit` to the ControlMaster in access.controlDir, if one is running (quietly: there may be none). */
-export async function stopControlMasters(access: StandbyAccess): Promise<void> {
+async function stopControlMaster(access: Pick<StandbyAccess, 'controlDir' | 'port'>): Promise<void> {
   const ssh = requireProgram('ssh', 'openssh-client');
   await asPostgres(ssh, [
     '-O', 'exit', '-o', `ControlPath=${access.controlDir}/%C`, '-p', String(access.port), 'walhub@127.0.0.1',

@@ -122,7 +122,11 @@ describe('parseKeyLine', () => {
     ['a truncated key', () => `servers="pg1" ssh-ed25519 ${keys.ed25519.base64.slice(0, 40)} standby`, 'the key data is truncated'],
     ['a key of another type than the line says', () => `servers="pg1" ssh-rsa ${keys.ed25519.base64} standby`, 'the key says ssh-ed25519, the line says ssh-rsa'],
     ['a type without a key', () => `servers="pg1" ssh-ed25519`, 'expected [options] key-type base64-key [comment]'],
-    ['a DSA key with options', () => `servers="pg1" ${keys.dsa.publicLine}`, 'unsupported key type ssh-dss'],
+    [
+      'a DSA key with options',
+      () => `servers="pg1" ${keys.dsa.publicLine}`,
+      'unsupported key type ssh-dss (use ssh-ed25519, ssh-rsa, ecdsa-sha2-nistp256, ecdsa-sha2-nistp384, ecdsa-sha2-nistp521)',
+    ],
   ])('refuses a line with %s', (_what, line, message) => {
     expect(refusal(line())).toBe(message);
   });

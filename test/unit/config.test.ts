@@ -114,10 +114,10 @@ idle_timeout = "10m"
       '[limits]\nmax_auth_try = 3',
       `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout)`,
     ],
-    ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h"`],
-    ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`],
-    ['a negative duration', '[limits]\nidle_timeout = -5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`],
-    ['a fractional duration', '[limits]\nidle_timeout = 1.5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`],
+    ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
+    ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
+    ['a negative duration', '[limits]\nidle_timeout = -5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
+    ['a fractional duration', '[limits]\nidle_timeout = 1.5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a count of 0', '[limits]\nmax_auth_tries = 0', `${FILE}: limits.max_auth_tries: expected a whole number from 1 to 100000`],
     ['a fractional count', '[limits]\nmax_sessions = 2.5', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
     ['a count as a string', '[limits]\nmax_sessions = "10"', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
@@ -164,7 +164,7 @@ max_auth_tries = -1
       `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`,
       `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "nowhere"`,
       `${FILE}: servers.a/b: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
-      `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h"`,
+      `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
       `${FILE}: limits.max_auth_tries: expected a whole number from 1 to 100000`,
     ]);
   });
@@ -180,7 +180,7 @@ max_auth_tries = -1
 
   it.each([
     ['an unquoted string on line 2', 'listen = ["127.0.0.1:2222"]\nuser = walhub\n', 2],
-    ['an unclosed list on line 3', '\n\nlisten = ["127.0.0.1:2222"\n', 3],
+    ['an unclosed list, noticed at the end of input on line 4', '\n\nlisten = ["127.0.0.1:2222"\n', 4],
     ['a duplicate key on line 2', 'user = "a"\nuser = "b"\n', 2],
   ])('reports a TOML syntax error with its line: %s', (_what, text, line) => {
     const problems = problemsOf(text);
@@ -190,7 +190,7 @@ max_auth_tries = -1
 
   it('refuses a duration too long for a timer (Node fires timers over 2^31-1 ms at once)', () => {
     expect(problemsOf('[limits]\nidle_timeout = "1000h"')).toEqual([
-      `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h"`,
+      `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
     ]);
   });
 
