@@ -32,7 +32,8 @@ const DENIED_MESSAGE = 'unknown server, or not allowed for this key';
 
 export async function resolveServerDir(hub: Hub, key: KeyEntry, server: string): Promise<string> {
   if (!mayRead(key, server)) throw new WalhubError('DENIED', DENIED_MESSAGE);
-  const dir = hub.config.servers[server]?.path ?? join(hub.config.archive, server);
+  const configured = Object.hasOwn(hub.config.servers, server) ? hub.config.servers[server] : undefined;
+  const dir = configured?.path ?? join(hub.config.archive, server);
   if (!(await isDirectory(dir))) throw new WalhubError('DENIED', DENIED_MESSAGE);
   return dir;
 }

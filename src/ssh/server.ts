@@ -63,13 +63,13 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     let authenticated = false;
     deps.audit.record('connect', conn.fields());
 
+    let closeReason: string | undefined;
     // sshd's LoginGraceTime: ssh2 itself would wait forever.
     const grace = setTimeout(() => {
       conn.log.warn('login grace time exceeded');
-      closeReason ??= 'login grace time exceeded';
+      closeReason = 'login grace time exceeded';
       client.end();
     }, limits.loginGraceTime);
-    let closeReason: string | undefined;
     let idle: NodeJS.Timeout | undefined;
     const armIdle = () => {
       clearTimeout(idle);
