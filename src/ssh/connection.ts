@@ -1,11 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
+import type { Socket } from 'node:net';
 import type { Connection as Ssh2Connection } from 'ssh2';
 import type { AuditLog, AuthFields, ConnectionFields } from '../audit/audit-log.js';
 import type { KeyEntry } from '../keys/authorized-keys.js';
 import { toPlainAddress } from '../keys/from-pattern.js';
 
-/** What walhub knows about one SSH connection, from accept to close. */
+/** What walhub knows about one connection, from TCP accept to close. */
 export class Connection {
   readonly id = randomBytes(6).toString('hex');
   readonly remoteAddress: string;
@@ -16,17 +17,24 @@ export class Connection {
   openSessions = 0;
   requests = 0;
   clientIdent: string | undefined;
+  /** Why walhub closed it, for the disconnect record. */
+  closeReason: string | undefined;
+  onAuthenticated: (() => void) | undefined;
+  private idle: NodeJS.Timeout | undefined;
   /** Set only after a verified signature (see auth.ts). */
   identity: KeyEntry | undefined;
   user: string | undefined;
 
+  /** Set once the client has sent its ident line and ssh2 has taken over. */
+  private client: Ssh2Connection | undefined;
+
   constructor(
-    private readonly client: Ssh2Connection,
-    address: string,
-    port: number,
+    private readonly socket: Socket,
     private readonly audit: AuditLog,
     log: Logger,
   ) {
+    const address = socket.remoteAddress ?? '';
+    const port = socket.remotePort ?? 0;
     this.remoteAddress = toPlainAddress(address);
     this.remote = this.remoteAddress.includes(':') ? `[${this.remoteAddress}]:${port}` : `${this.remoteAddress}:${port}`;
     this.log = log.child({ conn: this.id, remote: this.remote });
@@ -55,7 +63,29 @@ export class Connection {
     this.audit.record('auth', { ...this.fields(), user, method: 'publickey', result: 'ok' });
   }
 
+  /** A connection with no open session is closed after `ms` (ControlPersist masters hold them open). */
+  armIdle(ms: number): void {
+    this.clearIdle();
+    if (this.openSessions > 0) return;
+    this.idle = setTimeout(() => {
+      this.closeReason = 'idle timeout';
+      this.end();
+    }, ms);
+  }
+
+  clearIdle(): void {
+    clearTimeout(this.idle);
+  }
+
+  attach(client: Ssh2Connection, ident: string): void {
+    this.client = client;
+    this.clientIdent = ident;
+  }
+
+  /** Says goodbye over SSH when it can; a peer that never answers is cut off soon after. */
   end(): void {
-    this.client.end();
+    if (this.client) this.client.end();
+    else this.socket.destroy();
+    setTimeout(() => this.socket.destroy(), 2000).unref();
   }
 }

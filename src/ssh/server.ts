@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import type { AddressInfo } from 'node:net';
+import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -37,114 +37,126 @@ const ALGORITHMS = {
   compress: ['none'],
 } as const;
 
-/** The listener: accepts connections on every configured address and owns every limit and timeout. */
+/**
+ * The listener. It accepts TCP itself and hands sockets to ssh2, so that
+ * every limit and timeout applies from the first byte: ssh2 reports a
+ * connection only after the client's ident line, and a socket that never
+ * sends one would otherwise stay open forever.
+ */
 export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const { config } = deps.hub;
   const { limits } = config;
   const connections = new Set<Connection>();
+  /** By remote ip:port, until ssh2 reports the connection after the ident line. */
+  const awaitingIdent = new Map<string, Connection>();
   let unauthenticated = 0;
   let closing = false;
 
-  const onConnection = (client: ssh2.Connection, info: ssh2.ClientInfo) => {
-    const conn = new Connection(client, info.ip, info.port, deps.audit, deps.log);
-    conn.clientIdent = info.header.identRaw;
-    // Always listen: once past the ident line ssh2 drops its own handler and an
-    // unhandled 'error' would take the whole process down.
-    client.on('error', (error) => conn.log.debug({ err: error.message }, 'connection error'));
+  const ssh = new ssh2.Server(
+    {
+      hostKeys: deps.hostKeys.map((k) => k.privateKey),
+      ident: `walhub_${deps.version}`,
+      algorithms: ALGORITHMS as unknown as ssh2.Algorithms,
+    },
+    (client, info) => {
+      const key = `${info.ip}:${info.port}`;
+      const conn = awaitingIdent.get(key);
+      awaitingIdent.delete(key);
+      // Always listen: once past the ident line ssh2 drops its own handler and an
+      // unhandled 'error' would take the whole process down.
+      client.on('error', (error) => conn?.log.debug({ err: error.message }, 'connection error'));
+      if (!conn) return client.end();
+      conn.attach(client, info.header.identRaw);
+      deps.audit.record('connect', conn.fields());
+      handleClient(client, conn);
+    },
+  );
+
+  const handleSocket = (socket: Socket) => {
+    const conn = new Connection(socket, deps.audit, deps.log);
+    socket.on('error', (error) => conn.log.debug({ err: error.message }, 'socket error'));
     if (closing || connections.size >= limits.maxConnections || unauthenticated >= limits.maxStartups) {
       const reason = closing ? 'shutting down' : 'too many connections';
       conn.log.warn({ reason }, 'connection dropped');
       deps.audit.record('disconnect', { ...conn.fields(), ms: 0, requests: 0, reason });
-      client.end();
+      socket.destroy();
       return;
     }
     connections.add(conn);
     unauthenticated++;
-    let authenticated = false;
-    deps.audit.record('connect', conn.fields());
-
-    let closeReason: string | undefined;
-    // sshd's LoginGraceTime: ssh2 itself would wait forever.
+    let countedUnauthenticated = true;
+    const remoteKey = `${socket.remoteAddress}:${socket.remotePort}`;
+    awaitingIdent.set(remoteKey, conn);
+    // sshd's LoginGraceTime, counted from the TCP accept.
     const grace = setTimeout(() => {
+      conn.closeReason = 'login grace time exceeded';
       conn.log.warn('login grace time exceeded');
-      closeReason = 'login grace time exceeded';
-      client.end();
+      conn.end();
     }, limits.loginGraceTime);
-    let idle: NodeJS.Timeout | undefined;
-    const armIdle = () => {
-      clearTimeout(idle);
-      if (conn.openSessions === 0) {
-        idle = setTimeout(() => {
-          closeReason = 'idle timeout';
-          client.end();
-        }, limits.idleTimeout);
-      }
+    conn.onAuthenticated = () => {
+      clearTimeout(grace);
+      if (countedUnauthenticated) unauthenticated--;
+      countedUnauthenticated = false;
     };
-
-    client.on('authentication', (ctx) =>
-      handleAuthentication(ctx, conn, { user: config.user, keys: deps.keys, maxAuthTries: limits.maxAuthTries }),
-    );
-    client.on('ready', () => {
+    socket.once('close', () => {
       clearTimeout(grace);
-      authenticated = true;
-      unauthenticated--;
-      armIdle();
-      client.on('session', (accept, reject) => {
-        if (conn.openSessions >= limits.maxSessions || closing) return reject();
-        conn.openSessions++;
-        clearTimeout(idle);
-        const session = accept();
-        // ssh2 emits 'close' on the session once its channel is closed.
-        session.once('close', () => {
-          conn.openSessions--;
-          armIdle();
-        });
-        handleSession(session, conn, { hub: deps.hub, audit: deps.audit });
-      });
-    });
-    client.on('close', () => {
-      clearTimeout(grace);
-      clearTimeout(idle);
-      if (!authenticated) unauthenticated--;
+      conn.clearIdle();
+      awaitingIdent.delete(remoteKey);
+      if (countedUnauthenticated) unauthenticated--;
       connections.delete(conn);
       deps.audit.record('disconnect', {
         ...conn.fields(),
         ms: Date.now() - conn.startedAt,
         requests: conn.requests,
-        ...(closeReason ? { reason: closeReason } : {}),
+        ...(conn.closeReason ? { reason: conn.closeReason } : {}),
+      });
+    });
+    ssh.injectSocket(socket);
+  };
+
+  const handleClient = (client: ssh2.Connection, conn: Connection) => {
+    client.on('authentication', (ctx) =>
+      handleAuthentication(ctx, conn, { user: config.user, keys: deps.keys, maxAuthTries: limits.maxAuthTries }),
+    );
+    client.on('ready', () => {
+      conn.onAuthenticated?.();
+      conn.armIdle(limits.idleTimeout);
+      client.on('session', (accept, reject) => {
+        if (conn.openSessions >= limits.maxSessions || closing) return reject();
+        conn.openSessions++;
+        conn.clearIdle();
+        const session = accept();
+        // ssh2 emits 'close' on the session once its channel is closed.
+        session.once('close', () => {
+          conn.openSessions--;
+          conn.armIdle(limits.idleTimeout);
+        });
+        handleSession(session, conn, { hub: deps.hub, audit: deps.audit });
       });
     });
   };
 
-  const servers = await Promise.all(
+  const listeners: NetServer[] = await Promise.all(
     config.listen.map(async ({ host, port }) => {
-      const server = new ssh2.Server(
-        {
-          hostKeys: deps.hostKeys.map((k) => k.privateKey),
-          ident: `walhub_${deps.version}`,
-          algorithms: ALGORITHMS as unknown as ssh2.Algorithms,
-        },
-        onConnection,
-      );
-      server.on('error', (error: Error) => deps.log.error({ err: error.message }, 'listener error'));
-      server.listen(port, host);
-      await Promise.race([once(server, 'listening'), once(server, 'error').then(([error]) => Promise.reject(error))]);
-      return server;
+      const listener = createServer(handleSocket);
+      listener.on('error', (error: Error) => deps.log.error({ err: error.message }, 'listener error'));
+      listener.listen(port, host);
+      await Promise.race([once(listener, 'listening'), once(listener, 'error').then(([error]) => Promise.reject(error))]);
+      return listener;
     }),
   );
 
   return {
-    addresses: servers.map((s) => s.address() as AddressInfo),
+    addresses: listeners.map((l) => l.address() as AddressInfo),
     connections,
     async close(graceMs = 0) {
       closing = true;
       // net.Server.close() calls back only once every connection is gone.
-      const closed = servers.map((s) => new Promise<void>((resolve) => s.close(() => resolve())));
+      const closed = listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
       const deadline = Date.now() + graceMs;
       while (deps.hub.transfers.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const conn of connections) conn.end();
-      // A peer that never answers our disconnect must not hold shutdown hostage.
-      await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 2000).unref())]);
+      await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 3000).unref())]);
     },
   };
 }
