@@ -33,6 +33,11 @@ export async function runServe(args: string[]): Promise<CliResult> {
     return 0;
   }
   const log = createProgramLog();
+  // A bug must leave its stack in the log before the process goes (systemd restarts it).
+  process.on('uncaughtException', (error) => {
+    log.fatal({ err: error }, 'internal error, exiting');
+    process.exit(70);
+  });
   try {
     const config = loadConfig(options.config);
     const hostKeys = loadHostKeys(config.hostKeys, { create: true });

@@ -131,6 +131,19 @@ export async function compressArchive(dir, plain, names, barmanOwner) {
   return { barmanHome, serverDir, zstd, compressedBytes: compressed, plainBytes: names.length * SEGMENT_SIZE };
 }
 
+/**
+ * The uncompressed segments in Barman's layout too (hard links into plain/), so
+ * walhub's transport can be measured apart from zstd decoding. Returns the server dir.
+ */
+export async function linkPlainLayout(dir, plain, names) {
+  const serverDir = join(dir, 'plain_home', 'pg1plain');
+  for (const name of names) {
+    const hashDir = await makeDir(join(serverDir, 'wals', name.slice(0, 16)));
+    await link(join(plain, name), join(hashDir, name));
+  }
+  return serverDir;
+}
+
 export function sha256File(path) {
   return new Promise((resolve, reject) => {
     const hash = createHash('sha256');

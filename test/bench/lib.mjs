@@ -181,10 +181,17 @@ export function percentile(values, p) {
   return sorted[rank - 1];
 }
 
+/** The middle value; the mean of the two middle ones for an even count. */
+export function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
 export function summarize(values) {
   return {
     n: values.length,
-    median: percentile(values, 50),
+    median: median(values),
     p90: percentile(values, 90),
     min: Math.min(...values),
     max: Math.max(...values),
@@ -200,7 +207,7 @@ export function formatTable(rows) {
     r
       .map((cell, c) => {
         const s = String(cell ?? '');
-        return /^[-\d.]+( ?(ms|s|x|MiB))?$/.test(s) || s === 'n/a' ? s.padStart(widths[c]) : s.padEnd(widths[c]);
+        return /^[-\d.]+( ?(ms|s|x|MiB|MiB\/s))?$/.test(s) || s === 'n/a' ? s.padStart(widths[c]) : s.padEnd(widths[c]);
       })
       .join('  ')
       .trimEnd();

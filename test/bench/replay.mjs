@@ -1,9 +1,11 @@
 // Benchmark 2 (issue 3): wall time for PostgreSQL to replay the same archive
 // from a base backup with restore_command: through walhub (plain ssh and
-// ControlMaster), through sshd + Barman's `barman get-wal`, and from a local
-// copy. Archive recovery with recovery.signal: when restore_command reports
-// the segment after the last as missing, recovery ends and the server promotes.
-import { appendFile, rm, writeFile } from 'node:fs/promises';
+// ControlMaster; also the same segments uncompressed, to show the transport
+// alone), through sshd + Barman's `barman get-wal`, and from a local copy
+// (cp of the uncompressed files; zstd -dc of the compressed ones). Archive
+// recovery with recovery.signal: when restore_command reports the segment
+// after the last as missing, recovery ends and the server promotes.
+import { appendFile, chown, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { clusterConf, SEGMENT_SIZE, toConf } from './archive.mjs';
 import { findFreePort, fixed, formatTable, makeDir, pgUser, readText, run, sleep, summarize, verdict } from './lib.mjs';
@@ -21,17 +23,22 @@ export async function benchReplay(ctx) {
   const controlDir = await makeDir(join(work, 'cm'), { owner: as, mode: 0o700 });
   const controlPath = join(controlDir, 'walhub.sock');
   const ssh = (target, extra = []) => ['ssh', ...sshArgs(target, ctx.key, extra)].join(' ');
+  // The recipe for standbys: the first restore_command starts a master that the next ones reuse.
+  const mux = ['-o', 'ControlMaster=auto', '-o', `ControlPath=${controlPath}`, '-o', 'ControlPersist=60'];
+  // The master that the first restore_command left behind.
+  const stopMux = () => stopMaster(ctx.hub, ctx.key, controlPath, { as });
 
   const variants = [
     { id: 'local-cp', label: 'local copy, cp (uncompressed)', command: `cp ${ctx.plain}/%f %p` },
     { id: 'local-zstd', label: 'local copy, zstd -dc (compressed)', command: `zstd -dcq ${ctx.zstd}/%f > %p` },
     { id: 'walhub', label: 'walhub, plain ssh', command: `${ssh(ctx.hub)} get-wal pg1 %f > %p` },
+    { id: 'walhub-mux', label: 'walhub, ssh ControlMaster', command: `${ssh(ctx.hub, mux)} get-wal pg1 %f > %p`, after: stopMux },
     {
-      id: 'walhub-mux',
-      label: 'walhub, ssh ControlMaster',
-      command: `${ssh(ctx.hub, ['-o', 'ControlMaster=auto', '-o', `ControlPath=${controlPath}`, '-o', 'ControlPersist=60'])} get-wal pg1 %f > %p`,
-      // The master that the first restore_command left behind.
-      after: () => stopMaster(ctx.hub, ctx.key, controlPath, { as }),
+      // The same segments stored uncompressed: walhub's transport alone.
+      id: 'walhub-mux-plain',
+      label: 'walhub, ssh ControlMaster, uncompressed archive',
+      command: `${ssh(ctx.hub, mux)} get-wal pg1plain %f > %p`,
+      after: stopMux,
     },
   ];
   if (ctx.sshd && ctx.barmanConf) {
@@ -64,6 +71,8 @@ export async function benchReplay(ctx) {
     variants: stats,
     ratios: {
       walhubMuxVsLocalCp: stats['walhub-mux'].median / local,
+      walhubMuxVsLocalZstd: stats['walhub-mux'].median / stats['local-zstd'].median,
+      walhubMuxPlainVsLocalCp: stats['walhub-mux-plain'].median / local,
       barmanVsWalhubPlain: stats.barman ? stats.barman.median / stats.walhub.median : undefined,
     },
     skipped: ctx.skipped,
@@ -79,7 +88,7 @@ async function replayOnce(ctx, work, variant, tag) {
   await run('cp', ['-a', ctx.base, data], { as });
   try {
     await writeFile(join(data, 'recovery.signal'), '');
-    await run('chown', [`${as?.uid ?? process.getuid()}:${as?.gid ?? process.getgid()}`, join(data, 'recovery.signal')]);
+    if (as) await chown(join(data, 'recovery.signal'), as.uid, as.gid);
     const port = await findFreePort();
     await appendFile(
       join(data, 'postgresql.conf'),
@@ -109,13 +118,17 @@ async function replayOnce(ctx, work, variant, tag) {
 
 function report(r) {
   const s = (ms) => `${fixed(ms / 1000, 2)} s`;
-  const rows = [['variant', 'median', 'runs', 'vs local cp']];
-  for (const [id, v] of Object.entries(r.variants)) rows.push([id, s(v.median), v.samples.map((x) => fixed(x / 1000, 2)).join(' '), `${fixed(v.vsLocalCp, 2)}x`]);
+  const rows = [['variant', 'median', 'per segment', 'runs (s)', 'vs local cp']];
+  for (const [id, v] of Object.entries(r.variants)) {
+    rows.push([`${id}  ${v.label}`, s(v.median), `${fixed(v.median / r.segments, 0)} ms`, v.samples.map((x) => fixed(x / 1000, 2)).join(' '), `${fixed(v.vsLocalCp, 2)}x`]);
+  }
   const x = (v) => (v === undefined ? 'n/a' : `${fixed(v, 2)}x`);
   const t = REPLAY_TARGETS;
   const targets = [
     ['target', 'measured', 'goal', 'result'],
     ['walhub ControlMaster vs local cp', x(r.ratios.walhubMuxVsLocalCp), `<= ${t.muxVsLocal}x`, verdict(r.ratios.walhubMuxVsLocalCp, t.muxVsLocal)],
+    ['  for reference: vs local zstd -dc of the same files', x(r.ratios.walhubMuxVsLocalZstd), '', ''],
+    ['  for reference: uncompressed archive vs local cp', x(r.ratios.walhubMuxPlainVsLocalCp), '', ''],
     ['barman get-wal vs walhub plain (speed-up)', x(r.ratios.barmanVsWalhubPlain), `>= ${t.barmanVsPlain}x`, verdict(r.ratios.barmanVsWalhubPlain, t.barmanVsPlain, { atLeast: true })],
   ];
   return [

@@ -4,7 +4,8 @@
 // prints a plain-text report and writes it as JSON to test/bench/results/latest.json.
 //
 // Knobs (environment): BENCH_ROUNDS (fetch rounds, default 15), BENCH_REPLAY_RUNS
-// (replays per variant, default 3), BENCH_SEGMENTS (at least this many segments, default 42).
+// (replays per variant, default 2), BENCH_SEGMENTS (at least this many segments,
+// default 42), WALHUB_CLI (another build's dist/cli.js, to compare a change).
 // Everything runs on 127.0.0.1 and in one temp dir, and is stopped and removed at the end.
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
@@ -12,7 +13,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildArchive, compressArchive, findPostgres } from './archive.mjs';
+import { buildArchive, compressArchive, findPostgres, linkPlainLayout } from './archive.mjs';
 import { benchFetch } from './fetch.mjs';
 import { benchReplay } from './replay.mjs';
 import { findProgram, findUser, isRoot, makeDir, makeTempDir, pgUser, runCleanups } from './lib.mjs';
@@ -21,7 +22,7 @@ import { makeClientKey, startSshd, startWalhub } from './servers.mjs';
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = join(ROOT, 'test/bench/results/latest.json');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
-const REPLAY_RUNS = Number(process.env.BENCH_REPLAY_RUNS ?? 3);
+const REPLAY_RUNS = Number(process.env.BENCH_REPLAY_RUNS ?? 2);
 const SEGMENTS = Math.max(40, Number(process.env.BENCH_SEGMENTS ?? 42));
 
 const say = (text = '') => process.stdout.write(`${text}\n`);
@@ -100,11 +101,15 @@ async function main() {
     });
   }
   const hubDir = await makeDir(join(dir, 'walhub'));
-  const startHub = () =>
+  const plainServerDir = await linkPlainLayout(dir, archive.plain, archive.names);
+  const startHub = (moreToml = '') =>
     startWalhub({
       dir: hubDir,
       archive: layout.barmanHome,
-      authorizedKeys: [`servers="pg1" ${fetchKey.publicLine}`, `servers="pg1" ${replayKey.publicLine}`],
+      authorizedKeys: [`servers="pg1" ${fetchKey.publicLine}`, `servers="pg1,pg1plain" ${replayKey.publicLine}`],
+      // The same segments uncompressed: walhub's transport without zstd decoding.
+      extraToml: `[servers.pg1plain]\npath = ${JSON.stringify(plainServerDir)}\n${moreToml}`,
+      ...(process.env.WALHUB_CLI ? { cli: process.env.WALHUB_CLI } : {}),
     });
 
   progress('benchmark 1: fetch');
@@ -112,7 +117,10 @@ async function main() {
     dir: await makeDir(join(dir, 'fetch')),
     key: fetchKey,
     segment,
+    // Full segments for the RSS measurement, and the one that compresses best
+    // (a segment closed early by a WAL switch, as archive_timeout makes them).
     streamNames: archive.names.slice(1, 17),
+    sparse: smallestSegment(archive.names, layout.zstd),
     rounds: ROUNDS,
     startHub,
     sshd,
@@ -150,6 +158,11 @@ async function main() {
   const json = { date: new Date(startedAt).toISOString(), command: 'npm run bench', machine, runtimeS, fetch: fetch.results, replay: replay.results };
   await writeFile(RESULTS, `${JSON.stringify(json, null, 2)}\n`);
   say(`results written to ${RESULTS.slice(ROOT.length)}`);
+}
+
+function smallestSegment(names, zstdDir) {
+  const sized = names.map((name) => ({ name, zstdBytes: statSync(join(zstdDir, name)).size }));
+  return sized.reduce((a, b) => (b.zstdBytes < a.zstdBytes ? b : a));
 }
 
 /** Barman 3.4 reading the same zstd files: custom compression recognised by zstd's magic bytes. */

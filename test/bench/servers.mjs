@@ -22,7 +22,7 @@ export async function makeClientKey(dir, name, owner) {
  * the same `dir` reuses the host key walhub created the first time.
  * Resolves { pid, port, knownHosts, stop() }.
  */
-export async function startWalhub({ dir, archive, authorizedKeys, extraToml = '' }) {
+export async function startWalhub({ dir, archive, authorizedKeys, extraToml = '', cli = CLI }) {
   await writeFile(join(dir, 'authorized_keys'), authorizedKeys.map((l) => `${l}\n`).join(''), { mode: 0o600 });
   const config = join(dir, 'walhub.toml');
   await writeFile(
@@ -37,7 +37,7 @@ export async function startWalhub({ dir, archive, authorizedKeys, extraToml = ''
       extraToml,
     ].join('\n'),
   );
-  const child = start(process.execPath, [CLI, 'serve', '--config', config]);
+  const child = start(process.execPath, [cli, 'serve', '--config', config]);
   const lines = [];
   let stderr = '';
   let buffered = '';

@@ -71,7 +71,7 @@ it('pg_basebackup -X none + recovery.signal replays every archived segment throu
 
   // After the backup: more segments, all archived; then one row that never reaches the archive.
   let last = startFile!;
-  for (let i = 0; i < 3; i++) last = await writeAndSwitch(p, 30_000);
+  for (let i = 0; i < 3; i++) last = (await writeAndSwitch(p, 30_000)).segment;
   const archived = toSegmentRange(startFile!, last);
   await barman.archive(p, 'pg1', archived);
   const expected = await toTableChecksum(p);

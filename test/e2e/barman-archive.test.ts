@@ -34,7 +34,7 @@ beforeAll(async () => {
   await writeAndSwitch(primary, 30_000);
   // A backup history file (<segment>.<offset>.backup) goes through the archive too.
   await primary.psql(`select pg_backup_start('walhub e2e', true); select pg_backup_stop()`);
-  const last = await writeAndSwitch(primary, 500);
+  const { segment: last } = await writeAndSwitch(primary, 500);
   const backupHistory = (await readdir(barman.shipped)).filter((n) => n.endsWith('.backup'));
   expect(backupHistory).toHaveLength(1);
   names = [...toSegmentRange(first, last), ...backupHistory];

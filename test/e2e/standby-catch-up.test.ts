@@ -9,6 +9,7 @@ import { startHub, type Hub } from '../helpers/hub.js';
 import { createCluster, createStandby, waitUntil, type PgCluster } from '../helpers/postgres.js';
 import {
   createFillTable,
+  grepLog,
   toPrimarySettings,
   toSegmentRange,
   toTableChecksum,
@@ -53,14 +54,13 @@ it('a standby whose WAL left the primary catches up through walhub, then streams
   const p = primary!;
   const s = standby!;
   await s.start();
-  await writeAndSwitch(p, 1000);
-  await waitForReplay(s, await p.psql('select pg_current_wal_lsn()'));
+  await waitForReplay(s, (await writeAndSwitch(p, 1000)).lsn);
   const stoppedAt = await p.psql(`select pg_walfile_name('${await s.psql('select pg_last_wal_replay_lsn()')}')`);
   await s.stop();
 
   // Several segments while the standby is away; archived, then a checkpoint lets the primary drop them.
   let last = stoppedAt;
-  for (let i = 0; i < 4; i++) last = await writeAndSwitch(p, 30_000);
+  for (let i = 0; i < 4; i++) last = (await writeAndSwitch(p, 30_000)).segment;
   await barman.archive(p, 'pg1', toSegmentRange(stoppedAt, last));
   await p.psql('checkpoint');
   const target = await p.psql('select pg_current_wal_lsn()');
@@ -86,9 +86,10 @@ it('a standby whose WAL left the primary catches up through walhub, then streams
   await waitForReplay(s, after);
   expect(await s.psql('select pad from fill where id = -1')).toBe('after catch-up');
 
-  // walhub served every segment that existed nowhere else, once each is enough.
+  // Both sides' accounts of every segment that existed nowhere else: PostgreSQL restored it, walhub sent it whole.
   const served = (await hub!.audit()).filter((r) => r.event === 'request' && r.server === 'pg1' && r.result === 'ok');
   for (const name of onlyInArchive) {
+    expect(await grepLog(s, new RegExp(`restored log file "${name}" from archive`)), name).not.toEqual([]);
     expect(served.find((r) => r.wal === name), `${name} served by walhub`).toMatchObject({
       key_name: 'standby-a',
       exit: 0,

@@ -119,8 +119,18 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
       check();
     });
 
-  const listening = await waitForLog((l) => l.msg === 'listening');
-  const knownHostsLine = (await waitForLog((l) => typeof l.known_hosts === 'string')).known_hosts as string;
+  let listening: Record<string, unknown>;
+  let knownHostsLine: string;
+  try {
+    listening = await waitForLog((l) => l.msg === 'listening');
+    knownHostsLine = (await waitForLog((l) => typeof l.known_hosts === 'string')).known_hosts as string;
+  } catch (error) {
+    // Never came up: no caller gets a Hub to stop, so nothing may be left behind.
+    if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    await exited;
+    if (ownsDir) await rm(dir, { recursive: true, force: true });
+    throw error;
+  }
   const knownHosts = join(dir, 'known_hosts');
   await writeFile(knownHosts, `${knownHostsLine}\n`);
 

@@ -62,16 +62,26 @@ export async function createFillTable(primary: PgCluster): Promise<void> {
   await primary.psql('create table fill (id bigint primary key, pad text)');
 }
 
+export interface Switched {
+  /** The segment the switch completed. */
+  readonly segment: string;
+  /** What pg_switch_wal() returned: the end of the switch record, where a standby that replayed that segment stands. */
+  readonly lsn: string;
+}
+
 /**
- * Inserts `rows` rows (about 560 bytes of WAL each: 30000 rows fill a segment),
- * then pg_switch_wal(); returns the name of the segment the switch completed.
+ * Inserts `rows` rows (about 600 bytes of WAL each: 30000 rows fill a segment),
+ * then pg_switch_wal(). Wait for the returned lsn, not for pg_current_wal_lsn():
+ * the primary may write more (a standby snapshot, a checkpoint) into the next
+ * segment, which is not archived yet.
  */
-export async function writeAndSwitch(cluster: PgCluster, rows: number): Promise<string> {
+export async function writeAndSwitch(cluster: PgCluster, rows: number): Promise<Switched> {
   await cluster.psql(
     `insert into fill select m.n + g, repeat(md5(g::text), 16) ` +
       `from (select coalesce(max(id), 0) as n from fill) m, generate_series(1, ${rows}) g`,
   );
-  return cluster.psql('select pg_walfile_name(pg_switch_wal())');
+  const [lsn, segment] = (await cluster.psql('select s, pg_walfile_name(s) from pg_switch_wal() s')).split('|');
+  return { segment: segment!, lsn: lsn! };
 }
 
 /** md5 over every row in id order: equal on two clusters means the same data. */
