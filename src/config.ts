@@ -47,7 +47,9 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   loginGraceTime: 60_000,
   maxAuthTries: 6,
   maxSessions: 10,
-  maxStartups: 10,
+  // Above sshd's 10: standbys reconnect together after a hub restart, and a
+  // dropped login is ssh's exit 255, fatal to a standby whose command does not map it.
+  maxStartups: 64,
   maxConnections: 100,
   maxTransfers: 64,
   idleTimeout: 300_000,

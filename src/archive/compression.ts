@@ -2,8 +2,8 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { DecompressStream } from 'zstd-napi';
 import { createProgramDecoder } from './program-decoder.js';
+import { createZstdDecoder } from './zstd-decoder.js';
 
 export type CompressionName = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'lz4' | 'snappy' | 'none';
 
@@ -18,7 +18,7 @@ interface Format {
 /** Barman's magic bytes (barman/compression.py); the longest is 10 bytes. */
 const FORMATS: readonly Format[] = [
   { name: 'gzip', magic: Buffer.from('1f8b08', 'hex'), inProcess: () => createGunzip({ chunkSize: 64 * 1024 }) },
-  { name: 'zstd', magic: Buffer.from('28b52ffd', 'hex'), inProcess: () => new DecompressStream() },
+  { name: 'zstd', magic: Buffer.from('28b52ffd', 'hex'), inProcess: createZstdDecoder },
   // bzip2, xz and lz4 have no decoder in Node or in our packages; the C tools
   // stream faster than any JavaScript port, so they are run per request.
   { name: 'bzip2', magic: Buffer.from('425a68', 'hex'), program: ['bzip2', '-dc'] },

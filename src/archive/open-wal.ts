@@ -6,10 +6,18 @@ import { needsVerifier, WalVerifier } from './wal-verifier.js';
 import type { WalName } from './wal-name.js';
 
 export interface OpenedWal {
-  /** file, then decoder (if compressed), then verifier (for segments): pipe them in order. */
-  readonly stages: [Readable, ...(Duplex | Transform)[]];
+  readonly file: Readable;
+  /** Present when the file is compressed. */
+  readonly decoder?: Duplex;
+  /** Present for segments and .partial files. */
+  readonly verifier?: Transform;
   readonly compression: CompressionName;
   readonly relative: string;
+}
+
+/** file, then decoder, then verifier: the order to pipe them in. */
+export function toStages(wal: OpenedWal): [Readable, ...(Duplex | Transform)[]] {
+  return [wal.file, ...(wal.decoder ? [wal.decoder] : []), ...(wal.verifier ? [wal.verifier] : [])];
 }
 
 const READ_CHUNK = 256 * 1024;
@@ -27,12 +35,13 @@ export async function openWal(serverDir: string, wal: WalName, partial: boolean,
     if (compression !== 'none' && !decoder) {
       throw new WalhubError('UNAVAILABLE', decoders.missing.get(compression) ?? `cannot decode ${compression}`);
     }
-    const stages: [Readable, ...(Duplex | Transform)[]] = [
-      handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true }),
-    ];
-    if (decoder) stages.push(decoder());
-    if (needsVerifier(wal)) stages.push(new WalVerifier(wal, !relative.endsWith('.partial')));
-    return { stages, compression, relative };
+    return {
+      file: handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true }),
+      ...(decoder ? { decoder: decoder() } : {}),
+      ...(needsVerifier(wal) ? { verifier: new WalVerifier(wal, !relative.endsWith('.partial')) } : {}),
+      compression,
+      relative,
+    };
   } catch (error) {
     await handle.close();
     throw error instanceof WalhubError

@@ -2,7 +2,8 @@ import { join } from 'node:path';
 import { Writable, type Duplex, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDirectory } from '../archive/lookup.js';
-import { openWal } from '../archive/open-wal.js';
+import { openWal, toStages } from '../archive/open-wal.js';
+import { peekWalNames } from '../archive/peek.js';
 import type { CompressionName, DecoderTable } from '../archive/compression.js';
 import type { Config } from '../config.js';
 import { WalhubError } from '../errors.js';
@@ -48,8 +49,13 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
     transfer.bytes += write(io.stdout, `Ready to retrieve WAL files from the server ${request.server}\n`);
     return;
   }
-  if (request.peek !== undefined || request.gzip || request.bzip2 || request.keepCompression) {
-    throw new WalhubError('USAGE', 'this walhub does not support --peek, --gzip, --bzip2 or --keep-compression yet');
+  if (request.gzip || request.bzip2 || request.keepCompression) {
+    throw new WalhubError('USAGE', 'this walhub does not support --gzip, --bzip2 or --keep-compression yet');
+  }
+  if (request.peek !== undefined) {
+    const names = await peekWalNames(serverDir, request.wal!, request.peek, hub.decoders);
+    transfer.bytes += write(io.stdout, names.map((name) => `${name}\n`).join(''));
+    return;
   }
   if (hub.transfers.active >= hub.config.limits.maxTransfers) {
     throw new WalhubError('UNAVAILABLE', 'walhub is busy, retry shortly');
@@ -60,7 +66,7 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
     const opened = await openWal(serverDir, wal, request.partial, hub.decoders);
     transfer.compression = opened.compression;
     transfer.file = opened.relative;
-    await pump(opened.stages, io, transfer);
+    await pump(toStages(opened), io, transfer);
   } finally {
     hub.transfers.active--;
   }

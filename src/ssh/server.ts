@@ -73,6 +73,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   );
 
   const handleSocket = (socket: Socket) => {
+    // Handshakes and small answers are many short packets: without this each
+    // waits on the peer's delayed ACK (40 ms on Linux).
+    socket.setNoDelay(true);
     const conn = new Connection(socket, deps.audit, deps.log);
     socket.on('error', (error) => conn.log.debug({ err: error.message }, 'socket error'));
     if (closing || connections.size >= limits.maxConnections || unauthenticated >= limits.maxStartups) {

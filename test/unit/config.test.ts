@@ -34,7 +34,7 @@ describe('parseConfig', () => {
       loginGraceTime: 60_000,
       maxAuthTries: 6,
       maxSessions: 10,
-      maxStartups: 10,
+      maxStartups: 64,
       maxConnections: 100,
       maxTransfers: 64,
       idleTimeout: 300_000,

@@ -1,0 +1,59 @@
+import { pipeline } from 'node:stream';
+import type { DecoderTable } from './compression.js';
+import { findWalFile } from './lookup.js';
+import { openWal } from './open-wal.js';
+import { LONG_HEADER_SIZE, parseLongPageHeader } from './page-header.js';
+import { parseWalName, toSegmentName, toSegmentNumber, type WalName } from './wal-name.js';
+
+/**
+ * Barman's `get-wal --peek N`: the names of up to N files that exist,
+ * starting with `wal` and following it segment by segment on its timeline,
+ * stopping at the first one missing. A history, backup or .partial name is
+ * listed alone, if it exists. barman-wal-restore --parallel uses it to
+ * choose what to prefetch.
+ */
+export async function peekWalNames(serverDir: string, wal: WalName, count: number, decoders: DecoderTable): Promise<string[]> {
+  if (!(await exists(serverDir, wal))) return [];
+  if (wal.kind !== 'segment' || count === 1) return [wal.name];
+  // The next name depends on the segment size, which only the file itself tells.
+  const segmentSize = await readSegmentSize(serverDir, wal, decoders);
+  let segno = segmentSize === undefined ? undefined : toSegmentNumber(wal, segmentSize);
+  if (segno === undefined) return [wal.name];
+  const names = [wal.name];
+  while (names.length < count) {
+    segno++;
+    const next = parseWalName(toSegmentName(wal.timeline, segno, segmentSize!))!;
+    if (!(await exists(serverDir, next))) break;
+    names.push(next.name);
+  }
+  return names;
+}
+
+async function exists(serverDir: string, wal: WalName): Promise<boolean> {
+  const found = await findWalFile(serverDir, wal, false);
+  await found?.handle.close();
+  return found !== undefined;
+}
+
+/** Decodes just enough of the file for page 0's long header. */
+async function readSegmentSize(serverDir: string, wal: WalName, decoders: DecoderTable): Promise<number | undefined> {
+  const { file, decoder } = await openWal(serverDir, wal, false, decoders);
+  // The verifier would insist on a whole segment; the decoder alone is enough here.
+  const decoded = decoder ?? file;
+  if (decoder) pipeline(file, decoder, () => undefined);
+  const chunks: Buffer[] = [];
+  let length = 0;
+  try {
+    for await (const chunk of decoded as AsyncIterable<Buffer>) {
+      chunks.push(chunk);
+      length += chunk.length;
+      if (length >= LONG_HEADER_SIZE) break;
+    }
+  } catch {
+    return undefined;
+  } finally {
+    decoder?.destroy();
+    file.destroy();
+  }
+  return parseLongPageHeader(Buffer.concat(chunks))?.segmentSize;
+}
