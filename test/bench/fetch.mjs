@@ -12,10 +12,6 @@ import { describeConnection, sshArgs, startMaster } from './servers.mjs';
 
 export const FETCH_TARGETS = { freshRatio: 0.75, muxRatio: 1.0, rssMiB: 150 };
 const CONCURRENT_STREAMS = 16;
-// 16 fresh connections at once can exceed the default max_startups (10
-// unauthenticated connections), and walhub then drops one (ssh exits 255).
-// This measures memory while serving, so all 16 must get in.
-const RSS_LIMITS = '[limits]\nmax_startups = 32\n';
 const PROFILE_RUNS = 5;
 
 /**
@@ -107,7 +103,7 @@ export async function benchFetch(ctx) {
 
 /** Fetches of `names`, all at once, from a freshly started walhub; VmHWM is the peak RSS of its whole life. */
 async function measureRss(ctx, key, names) {
-  const hub = await ctx.startHub(RSS_LIMITS);
+  const hub = await ctx.startHub();
   try {
     const idle = await readStatus(hub.pid);
     const t0 = Date.now();
@@ -205,7 +201,7 @@ function report(r) {
     '',
     formatTable(targets),
     ...[rss, rssSparse].filter((m) => m.failed).map((m) => `  ${m.failed} of ${m.streams} concurrent fetches failed: ${m.failures.join('; ')}`),
-    `  RSS runs: a freshly started walhub each, [limits] max_startups = 32 (the default 10 can drop one of 16 simultaneous logins).`,
+    `  RSS runs: a freshly started walhub each, default limits.`,
     `  (e): ${rss.streams} different full segments; walhub's RSS was ${fixed(rss.idleRssMiB)} MiB idle after start; the fetches took ${rss.wallMs} ms together.`,
     `  sparse: ${rssSparse.segment.name}, closed early by a WAL switch (as archive_timeout makes them), decodes to 16 MiB.`,
     '',
