@@ -28,16 +28,16 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
     accept?.();
   });
 
-  session.on('shell', (accept) => {
-    if (started) return;
+  session.on('shell', (accept, reject) => {
+    if (started) return reject?.();
     started = true;
     const channel = accept();
     refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)', ptyRequested);
     record(conn, deps.audit, '', { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
   });
 
-  session.on('exec', (accept, _reject, info) => {
-    if (started) return _reject?.();
+  session.on('exec', (accept, reject, info) => {
+    if (started) return reject?.();
     started = true;
     const channel = accept();
     const startedAt = Date.now();
