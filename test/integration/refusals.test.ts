@@ -21,7 +21,7 @@ beforeAll(async () => {
   hub = await startHub();
   [standbyA, standbyB, expired, elsewhere, stranger] = await Promise.all(
     ['standby-a', 'standby-b', 'expired', 'elsewhere', 'stranger'].map((name) => createClientKey(hub.dir, name)),
-  );
+  ) as [ClientKey, ClientKey, ClientKey, ClientKey, ClientKey];
   await hub.writeKeys([
     { key: standbyA, options: 'servers="pg1"' },
     { key: standbyB, options: 'servers="pg2"' },
