@@ -134,7 +134,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
           conn.openSessions--;
           conn.armIdle(limits.idleTimeout);
         });
-        handleSession(session, conn, { hub: deps.hub, audit: deps.audit });
+        handleSession(session, conn, { hub: deps.hub, audit: deps.audit, keys: deps.keys });
       });
     });
   };

@@ -4,11 +4,14 @@ import { MAX_COMMAND_LENGTH_IN_AUDIT } from '../audit/audit-log.js';
 import type { Hub } from '../command/get-wal.js';
 import { runCommand, type Outcome } from '../command/run-command.js';
 import { EXIT_STATUS } from '../errors.js';
+import { findLoginRefusal, type KeyEntry } from '../keys/authorized-keys.js';
+import type { KeyStore } from '../keys/key-store.js';
 import type { Connection } from './connection.js';
 
 export interface SessionDeps {
   readonly hub: Hub;
   readonly audit: AuditLog;
+  readonly keys: KeyStore;
 }
 
 /**
@@ -57,17 +60,33 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
   // Nothing is read from stdin; let it drain so a chatty client cannot stall the channel.
   channel.resume();
   conn.requests++;
-  const outcome = await runCommand(command, conn.identity!, deps.hub, {
-    stdout: channel,
-    stderr: channel.stderr,
-    signal: aborter.signal,
-  });
+  const key = toCurrentEntry(conn, deps.keys);
+  const outcome = key
+    ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal })
+    : refuseRevoked(channel);
   if (outcome.exit !== undefined && !aborter.signal.aborted) {
     channel.exit(outcome.exit);
     channel.end();
   }
   if (outcome.internal) conn.log.error({ err: outcome.internal, command: command.slice(0, 256) }, 'request failed');
   record(conn, deps.audit, command, outcome, startedAt);
+}
+
+/**
+ * The key as authorized_keys says now, not as it was at login: a multiplexed
+ * connection (ControlPersist) can outlive a removed, expired or narrowed key,
+ * and each request must answer to the current file.
+ */
+function toCurrentEntry(conn: Connection, keys: KeyStore): KeyEntry | undefined {
+  const entry = keys.current.byBlob.get(conn.identity!.key.blob.toString('base64'));
+  if (!entry || findLoginRefusal(entry, conn.remoteAddress, Date.now())) return undefined;
+  return entry;
+}
+
+function refuseRevoked(channel: ServerChannel): Outcome {
+  const message = 'this key is no longer authorized';
+  channel.stderr.write(`walhub: ${message}\n`);
+  return { bytes: 0, exit: EXIT_STATUS.DENIED, result: 'denied', message };
 }
 
 function refuse(channel: ServerChannel, message: string, terminal: boolean): void {

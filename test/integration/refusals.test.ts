@@ -171,3 +171,38 @@ async function waitFor(check: () => Promise<boolean>, timeoutMs = 15_000): Promi
     await new Promise((r) => setTimeout(r, 200));
   }
 }
+
+describe('a multiplexed connection answers to the current authorized_keys', () => {
+  it('refuses the next request once the key is narrowed or removed, without waiting for a new login', async () => {
+    const ssh = requireProgram('ssh', 'openssh-client');
+    const muxKey = await createClientKey(hub.dir, 'mux');
+    const control = ['-o', `ControlPath=${hub.dir}/mux.sock`];
+    const keyLines = (muxOptions: string | undefined) => [
+      { key: standbyA, options: 'servers="pg1"' },
+      ...(muxOptions ? [{ key: muxKey, options: muxOptions }] : []),
+    ];
+    await hub.writeKeys(keyLines('servers="pg1,pg2"'));
+    await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 2);
+    const master = spawn(ssh, [...sshArgs(hub, muxKey, ['-M', '-N', ...control])], { stdio: 'ignore' });
+    try {
+      await waitFor(async () => (await sshExec(hub, muxKey, 'get-wal --test pg1 x', { extra: control })).status === 0);
+      const loaded = () => hub.logLines.filter((l) => l.msg === 'authorized keys loaded').length;
+
+      let before = loaded();
+      await hub.writeKeys(keyLines('servers="pg2"'));
+      await hub.waitForLog(() => loaded() > before);
+      const narrowed = await sshExec(hub, muxKey, 'get-wal --test pg1 x', { extra: control });
+      expect(narrowed.status).toBe(3);
+      expect((await sshExec(hub, muxKey, 'get-wal --test pg2 x', { extra: control })).status).toBe(0);
+
+      before = loaded();
+      await hub.writeKeys(keyLines(undefined));
+      await hub.waitForLog(() => loaded() > before);
+      const removed = await sshExec(hub, muxKey, 'get-wal --test pg2 x', { extra: control });
+      expect(removed.status).toBe(3);
+      expect(removed.stderr).toBe('walhub: this key is no longer authorized\n');
+    } finally {
+      master.kill();
+    }
+  });
+});
