@@ -84,8 +84,10 @@ async function pump(stages: [Readable, ...(Duplex | Transform)[]], io: Io, trans
     highWaterMark: 0,
     write(chunk: Buffer, _encoding, callback) {
       transfer.bytes += chunk.length;
-      if (io.stdout.write(chunk)) callback();
-      else io.stdout.once('drain', () => callback());
+      // Done when the channel has taken the chunk on (sent it within the SSH
+      // window), not merely queued it: so at most one chunk waits in the
+      // channel, and the exit status goes out after the last byte.
+      io.stdout.write(chunk, (error) => callback(error ?? undefined));
     },
   });
   try {
