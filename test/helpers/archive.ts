@@ -2,12 +2,10 @@ import { execFile } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
-import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
 import { compress as zstdCompress } from 'zstd-napi';
 import { requireProgram } from './programs.js';
 
-const run = promisify(execFile);
 
 export type Codec = 'none' | 'gzip' | 'zstd' | 'bzip2' | 'xz' | 'lz4';
 
@@ -85,4 +83,3 @@ export async function createServerDir(root: string, id: string): Promise<string>
   return dir;
 }
 
-export { run };
