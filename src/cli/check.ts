@@ -63,16 +63,17 @@ export async function runCheck(args: string[]): Promise<CliResult> {
   }
 
   const servers = new Map<string, string>();
-  if (existsSync(config.archive) && statSync(config.archive).isDirectory()) {
+  const archiveExists = existsSync(config.archive) && statSync(config.archive).isDirectory();
+  out(`archive       ${config.archive}${archiveExists ? '' : ' (missing)'}`);
+  if (archiveExists) {
     for (const entry of readdirSync(config.archive, { withFileTypes: true })) {
       if (entry.isDirectory() && SERVER_ID.test(entry.name)) servers.set(entry.name, `${config.archive}/${entry.name}`);
     }
-  } else out(`archive       ${config.archive} (missing)`);
+  }
   for (const [id, server] of Object.entries(config.servers)) {
     servers.set(id, server.path);
     if (!existsSync(server.path)) problems.push(`servers.${id}.path: ${server.path} does not exist`);
   }
-  out(`archive       ${config.archive}`);
   out(`servers       ${servers.size === 0 ? '(none yet)' : [...servers.keys()].sort().join(', ')}`);
   out(`audit log     ${config.auditLog}`);
   const decoders = createDecoderTable();
