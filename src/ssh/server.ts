@@ -156,8 +156,11 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       closing = true;
       // net.Server.close() calls back only once every connection is gone.
       const closed = listeners.map((l) => new Promise<void>((resolve) => l.close(() => resolve())));
+      // Wait for sessions, not just transfers: a session still has to send its
+      // exit status and close, and a client disconnected before that exits 255.
       const deadline = Date.now() + graceMs;
-      while (deps.hub.transfers.active > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const busy = () => deps.hub.transfers.active > 0 || [...connections].some((c) => c.openSessions > 0);
+      while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const conn of connections) conn.end();
       await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 3000).unref())]);
     },
