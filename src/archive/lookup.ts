@@ -45,7 +45,7 @@ export async function findWalFile(serverDir: string, wal: WalName, partial: bool
       real = await realpath(join(root, relative));
     } catch (error) {
       if (isMissing(error)) continue;
-      throw unavailable(error);
+      throw toArchiveReadError(error);
     }
     if (!real.startsWith(root + sep)) continue;
     let handle: FileHandle;
@@ -54,14 +54,14 @@ export async function findWalFile(serverDir: string, wal: WalName, partial: bool
       handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
     } catch (error) {
       if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'ELOOP') continue;
-      throw unavailable(error);
+      throw toArchiveReadError(error);
     }
     let info: Stats;
     try {
       info = await handle.stat();
     } catch (error) {
       await handle.close();
-      throw unavailable(error);
+      throw toArchiveReadError(error);
     }
     if (!info.isFile()) {
       await handle.close();
@@ -85,7 +85,8 @@ function isMissing(error: unknown): boolean {
   return code === 'ENOENT' || code === 'ENOTDIR';
 }
 
-function unavailable(error: unknown): WalhubError {
+/** An I/O failure reading the archive: temporary as far as the client can tell. */
+export function toArchiveReadError(error: unknown): WalhubError {
   const code = (error as NodeJS.ErrnoException).code ?? 'error';
   return new WalhubError('UNAVAILABLE', `archive read error (${code})`, { cause: error });
 }

@@ -1,7 +1,7 @@
 import type { Readable, Transform, Duplex } from 'node:stream';
 import { WalhubError } from '../errors.js';
 import { detectCompression, MAGIC_BYTES_NEEDED, type CompressionName, type DecoderTable } from './compression.js';
-import { findWalFile } from './lookup.js';
+import { findWalFile, toArchiveReadError } from './lookup.js';
 import { needsVerifier, WalVerifier } from './wal-verifier.js';
 import type { WalName } from './wal-name.js';
 
@@ -44,8 +44,6 @@ export async function openWal(serverDir: string, wal: WalName, partial: boolean,
     };
   } catch (error) {
     await handle.close();
-    throw error instanceof WalhubError
-      ? error
-      : new WalhubError('UNAVAILABLE', `archive read error (${(error as NodeJS.ErrnoException).code ?? 'error'})`, { cause: error });
+    throw error instanceof WalhubError ? error : toArchiveReadError(error);
   }
 }

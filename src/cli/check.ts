@@ -1,10 +1,10 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createDecoderTable } from '../archive/compression.js';
-import { ConfigError, loadConfig, SERVER_ID } from '../config.js';
+import { loadConfig, SERVER_ID } from '../config.js';
 import { isWalhubError } from '../errors.js';
 import { parseAuthorizedKeys } from '../keys/authorized-keys.js';
 import { loadHostKeys } from '../ssh/host-keys.js';
-import { parseOptions, type CliResult } from './options.js';
+import { parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub check [--config FILE]
 
@@ -27,8 +27,7 @@ export async function runCheck(args: string[]): Promise<CliResult> {
   try {
     config = loadConfig(options.config);
   } catch (error) {
-    if (!(error instanceof ConfigError)) throw error;
-    for (const problem of error.problems) process.stderr.write(`walhub: ${problem}\n`);
+    if (!reportKnownError(error)) throw error;
     return 1;
   }
   out(`config        ${config.file}`);

@@ -1,7 +1,6 @@
-import { ConfigError, loadConfig } from '../config.js';
-import { isWalhubError } from '../errors.js';
+import { loadConfig } from '../config.js';
 import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
-import { parseOptions, type CliResult } from './options.js';
+import { parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub host-key [--config FILE]
 
@@ -27,9 +26,7 @@ export async function runHostKey(args: string[]): Promise<CliResult> {
     }
     return 0;
   } catch (error) {
-    if (error instanceof ConfigError) for (const p of error.problems) process.stderr.write(`walhub: ${p}\n`);
-    else if (isWalhubError(error)) process.stderr.write(`walhub: ${error.message}\n`);
-    else throw error;
+    if (!reportKnownError(error)) throw error;
     return 1;
   }
 }

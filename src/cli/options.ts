@@ -1,4 +1,6 @@
 import { fileURLToPath } from 'node:url';
+import { ConfigError } from '../config.js';
+import { isWalhubError } from '../errors.js';
 
 export type CliResult = 0 | 1 | 2;
 
@@ -24,4 +26,12 @@ export function parseOptions(args: readonly string[]): CommonOptions | string {
     else return `unknown argument "${arg}"`;
   }
   return options;
+}
+
+/** Writes a configuration or walhub error as its lines for the person; false for anything else. */
+export function reportKnownError(error: unknown): boolean {
+  if (error instanceof ConfigError) for (const problem of error.problems) process.stderr.write(`walhub: ${problem}\n`);
+  else if (isWalhubError(error)) process.stderr.write(`walhub: ${error.message}\n`);
+  else return false;
+  return true;
 }

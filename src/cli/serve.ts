@@ -3,14 +3,13 @@ import { dirname } from 'node:path';
 import { createAuditLog } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
 import type { Hub } from '../command/get-wal.js';
-import { ConfigError, loadConfig } from '../config.js';
-import { isWalhubError } from '../errors.js';
+import { loadConfig } from '../config.js';
 import { KeyStore } from '../keys/key-store.js';
 import { createProgramLog } from '../log.js';
 import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
 import { startServer } from '../ssh/server.js';
 import { VERSION } from '../version.js';
-import { parseOptions, type CliResult } from './options.js';
+import { parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub serve [--config FILE]
 
@@ -94,11 +93,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
     log.info('stopped');
     return 0;
   } catch (error) {
-    if (error instanceof ConfigError) {
-      for (const problem of error.problems) process.stderr.write(`walhub: ${problem}\n`);
-    } else if (isWalhubError(error)) {
-      process.stderr.write(`walhub: ${error.message}\n`);
-    } else {
+    if (!reportKnownError(error)) {
       const e = error as NodeJS.ErrnoException;
       process.stderr.write(`walhub: cannot start: ${e.code === 'EADDRINUSE' || e.code === 'EACCES' ? `${e.code} ${e.message}` : (e.stack ?? String(e))}\n`);
     }

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { Writable, type Duplex, type Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { isDirectory } from '../archive/lookup.js';
+import { isDirectory, toArchiveReadError } from '../archive/lookup.js';
 import { openWal, toStages } from '../archive/open-wal.js';
 import { peekWalNames } from '../archive/peek.js';
 import type { CompressionName, DecoderTable } from '../archive/compression.js';
@@ -94,8 +94,7 @@ async function pump(stages: [Readable, ...(Duplex | Transform)[]], io: Io, trans
     await pipeline([...stages, sink], { signal: io.signal });
   } catch (error) {
     if (error instanceof WalhubError || io.signal.aborted) throw error;
-    const code = (error as NodeJS.ErrnoException).code ?? 'error';
-    if (failedStage === 0) throw new WalhubError('UNAVAILABLE', `archive read error (${code})`, { cause: error });
+    if (failedStage === 0) throw toArchiveReadError(error);
     if (failedStage !== undefined && failedStage < stages.length) {
       throw new WalhubError('DAMAGED', `archived file is damaged: it does not decode (${firstLine(error)})`, { cause: error });
     }
