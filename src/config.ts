@@ -77,9 +77,21 @@ export function loadConfig(file: string): Config {
   try {
     text = readFileSync(path, 'utf8');
   } catch (error) {
-    throw new ConfigError([`${path}: cannot read: ${(error as NodeJS.ErrnoException).code ?? String(error)}`]);
+    throw new ConfigError([`${path}: cannot read: ${toReadFailure(error)}`]);
   }
   return parseConfig(text, path);
+}
+
+const READ_FAILURES: Record<string, string> = {
+  ENOENT: 'no such file',
+  EACCES: 'permission denied',
+  EISDIR: 'it is a directory, not a file',
+  ENOTDIR: 'a part of the path is not a directory',
+};
+
+function toReadFailure(error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  return (code && READ_FAILURES[code]) ?? code ?? String(error);
 }
 
 /** Pure: TOML text -> Config, every problem reported at once with its key path. */

@@ -2,7 +2,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createDecoderTable } from '../archive/compression.js';
 import { loadConfig, SERVER_ID } from '../config.js';
 import { isWalhubError } from '../errors.js';
-import { parseAuthorizedKeys } from '../keys/authorized-keys.js';
+import { parseAuthorizedKeys, type KeyEntry, type KeySet } from '../keys/authorized-keys.js';
 import { loadHostKeys } from '../ssh/host-keys.js';
 import { parseOptions, reportKnownError, type CliResult } from './options.js';
 
@@ -47,14 +47,15 @@ export async function runCheck(args: string[]): Promise<CliResult> {
     }
   }
 
+  let keySet: KeySet | undefined;
   try {
-    const set = parseAuthorizedKeys(readFileSync(config.authorizedKeys, 'utf8'), config.authorizedKeys);
-    out(`keys          ${config.authorizedKeys}: ${set.byBlob.size} key(s)`);
-    for (const entry of set.byBlob.values()) {
+    keySet = parseAuthorizedKeys(readFileSync(config.authorizedKeys, 'utf8'), config.authorizedKeys);
+    out(`keys          ${config.authorizedKeys}: ${keySet.byBlob.size} key(s)`);
+    for (const entry of keySet.byBlob.values()) {
       const servers = entry.servers === '*' ? '*' : [...entry.servers].join(',');
       out(`  ${entry.key.fingerprint} ${entry.name} servers=${servers}${entry.from ? ` from=${entry.from.source}` : ''}${entry.expiresAt !== undefined ? ` expires=${new Date(entry.expiresAt).toISOString()}` : ''}`);
     }
-    problems.push(...set.problems);
+    problems.push(...keySet.problems);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') out(`keys          ${config.authorizedKeys} (missing: every login is refused until keys are added)`);
@@ -74,11 +75,37 @@ export async function runCheck(args: string[]): Promise<CliResult> {
     if (!existsSync(server.path)) problems.push(`servers.${id}.path: ${server.path} does not exist`);
   }
   out(`servers       ${servers.size === 0 ? '(none yet)' : [...servers.keys()].sort().join(', ')}`);
+  const warnings = keySet ? findKeyWarnings(keySet, config.authorizedKeys, new Set(servers.keys()), Date.now()) : [];
   out(`audit log     ${config.auditLog}`);
   const decoders = createDecoderTable();
   out(`decoders      ${[...decoders.decoders.keys()].join(', ')}${decoders.missing.size ? ` (not available: ${[...decoders.missing.keys()].join(', ')})` : ''}`);
 
+  for (const warning of warnings) process.stderr.write(`walhub: warning: ${warning}\n`);
   for (const problem of problems) process.stderr.write(`walhub: ${problem}\n`);
-  out(problems.length === 0 ? 'ok' : `${problems.length} problem(s)`);
+  const warned = warnings.length === 0 ? '' : ` (${warnings.length} warning(s))`;
+  out(problems.length === 0 ? `ok${warned}` : `${problems.length} problem(s)${warned}`);
   return problems.length === 0 ? 0 : 1;
+}
+
+/**
+ * Keys that load but will not do what their writer meant: they do not stop
+ * the server, yet a standby relying on one would find out only in its log.
+ */
+export function findKeyWarnings(set: KeySet, source: string, servers: ReadonlySet<string>, now: number): string[] {
+  const warnings: string[] = [];
+  const byName = new Map<string, KeyEntry>();
+  for (const entry of [...set.byBlob.values()].sort((a, b) => a.line - b.line)) {
+    const where = `${source}:${entry.line}`;
+    if (entry.expiresAt !== undefined && entry.expiresAt <= now) {
+      warnings.push(`${where}: the key ${entry.name} expired on ${new Date(entry.expiresAt).toISOString()}; every login with it is refused`);
+    }
+    if (entry.servers !== '*') {
+      const unknown = [...entry.servers].filter((id) => !servers.has(id));
+      if (unknown.length > 0) warnings.push(`${where}: the key ${entry.name} is allowed ${unknown.join(', ')}, which the archive does not have (yet)`);
+    }
+    const first = byName.get(entry.name);
+    if (first) warnings.push(`${where}: the key name ${entry.name} is also used on line ${first.line}: the audit log cannot tell the two keys apart by name`);
+    else byName.set(entry.name, entry);
+  }
+  return warnings;
 }

@@ -69,8 +69,9 @@ export async function runServe(args: string[]): Promise<CliResult> {
     for (const address of server.addresses) {
       log.info({ host: address.address, port: address.port, version: VERSION }, 'listening');
       for (const key of hostKeys) {
-        // What a standby admin pastes into ~/.ssh/known_hosts.
-        log.info({ known_hosts: toKnownHostsLine(key, address.address, address.port) }, 'known_hosts line');
+        // What a standby admin pastes into ~/.ssh/known_hosts; a wildcard address would match no connection.
+        if (isWildcard(address.address)) log.info({ port: address.port }, 'listening on all addresses: for the standbys\' known_hosts line, run walhub host-key --host NAME');
+        else log.info({ known_hosts: toKnownHostsLine(key, address.address, address.port) }, 'known_hosts line');
       }
     }
 
@@ -93,10 +94,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
     log.info('stopped');
     return 0;
   } catch (error) {
-    if (!reportKnownError(error)) {
-      const e = error as NodeJS.ErrnoException;
-      process.stderr.write(`walhub: cannot start: ${e.code === 'EADDRINUSE' || e.code === 'EACCES' ? `${e.code} ${e.message}` : (e.stack ?? String(e))}\n`);
-    }
+    if (!reportKnownError(error)) process.stderr.write(`walhub: cannot start: ${toStartFailure(error, options.config)}\n`);
     return 1;
   }
 }
@@ -104,4 +102,18 @@ export async function runServe(args: string[]): Promise<CliResult> {
 function usage(message: string): CliResult {
   process.stderr.write(`walhub serve: ${message}\n${HELP}\n`);
   return 2;
+}
+
+function isWildcard(address: string): boolean {
+  return address === '0.0.0.0' || address === '::';
+}
+
+/** A listen failure names the address and the setting to change; anything else is a bug, with its stack. */
+function toStartFailure(error: unknown, configFile: string): string {
+  const e = error as NodeJS.ErrnoException & { address?: string; port?: number };
+  const where = e.address !== undefined ? `${e.address.includes(':') ? `[${e.address}]` : e.address}:${e.port ?? '?'}` : 'the listen address';
+  if (e.code === 'EADDRINUSE') return `${where} is already in use (another walhub or sshd?): change "listen" in ${configFile}`;
+  if (e.code === 'EACCES') return `not allowed to listen on ${where} (ports below 1024 need privileges): change "listen" in ${configFile}`;
+  if (e.code === 'EADDRNOTAVAIL') return `${where} is not an address of this host: change "listen" in ${configFile}`;
+  return e.stack ?? String(e);
 }

@@ -1,7 +1,8 @@
 // The walhub command as an administrator runs it: check, host-key, serve's
 // start-up refusals, and key reloads on a running server.
 import { execFile } from 'node:child_process';
-import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -71,9 +72,67 @@ describe('walhub check', () => {
   });
 
   it('prints a summary and exits 0 for a good configuration', async () => {
-    const result = await walhub(['check', '--config', join(process.cwd(), 'etc', 'walhub.toml')]);
-    expect(result.stdout).toContain('listen        127.0.0.1:2222');
+    // Its own copy of the shipped default: a user may change the checkout's etc/walhub.toml, as the README says.
+    const shipped = await readFile(new URL('../../etc/walhub.toml', import.meta.url), 'utf8');
+    const config = await writeConfig('default.toml', shipped.replace(/^listen = .*$/m, 'listen = ["127.0.0.1:2299"]'));
+    const result = await walhub(['check', '--config', config]);
+    expect(result.status).toBe(0);
+    expect(result.stdout).toContain('listen        127.0.0.1:2299');
     expect(result.stdout).toContain('user          walhub');
+    expect(result.stdout.trim().split('\n').at(-1)).toBe('ok');
+  });
+
+  it('warns, with line numbers, of an expired key, a server ID the archive lacks and a key name used twice, and still exits 0', async () => {
+    const [a, b, c] = await Promise.all(['warn-a', 'warn-b', 'warn-c'].map((name) => createClientKey(dir, name)));
+    await mkdir(join(dir, 'warn-archive', 'pg1'), { recursive: true });
+    const keys = join(dir, 'warn_keys');
+    await writeFile(
+      keys,
+      [
+        `servers="pg1",expiry-time="20200101" ${a!.publicLine}`,
+        `servers="pg1,pg9" ${b!.publicLine}`,
+        `servers="*" ${c!.publicLine.replace(/warn-c$/, 'warn-a')}`,
+      ].join('\n'),
+    );
+    const config = await writeConfig('warn.toml', `authorized_keys = "warn_keys"\nhost_keys = ["nokey_ed25519"]\narchive = "warn-archive"\n`);
+    const result = await walhub(['check', '--config', config]);
+    expect(result.status).toBe(0);
+    expect(result.stderr.trim().split('\n')).toEqual([
+      `walhub: warning: ${keys}:1: the key warn-a expired on ${new Date(2020, 0, 1).toISOString()}; every login with it is refused`,
+      `walhub: warning: ${keys}:2: the key warn-b is allowed pg9, which the archive does not have (yet)`,
+      `walhub: warning: ${keys}:3: the key name warn-a is also used on line 1: the audit log cannot tell the two keys apart by name`,
+    ]);
+    expect(result.stdout.trim().split('\n').at(-1)).toBe('ok (3 warning(s))');
+  });
+
+  it('says "no such file" for a configuration that is not there', async () => {
+    const missing = join(dir, 'nowhere.toml');
+    const result = await walhub(['check', '--config', missing]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toBe(`walhub: ${missing}: cannot read: no such file\n`);
+  });
+});
+
+describe('walhub serve start-up', () => {
+  it('names the address in use and the setting to change, in one line', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    const { port } = busy.address() as AddressInfo;
+    try {
+      const config = await writeConfig('busy.toml', `listen = ["127.0.0.1:${port}"]\nhost_keys = ["busy_ed25519"]\nauthorized_keys = "busy_keys"\narchive = "archive"\naudit_log = "busy-audit.log"\n`);
+      const result = await walhub(['serve', '--config', config]);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toBe(`walhub: cannot start: 127.0.0.1:${port} is already in use (another walhub or sshd?): change "listen" in ${config}\n`);
+    } finally {
+      busy.close();
+    }
+  });
+
+  it('builds dist/cli.js executable, so a symlink on PATH runs it', async () => {
+    const link = join(dir, 'walhub');
+    await symlink(CLI, link);
+    const { stdout } = await run(link, ['--version']);
+    expect(stdout).toMatch(/^walhub \d+\.\d+\.\d+\n$/);
   });
 });
 
@@ -92,7 +151,19 @@ describe('host keys', () => {
     const { stdout } = await run(requireProgram('ssh-keygen', 'openssh-client'), ['-l', '-E', 'sha256', '-f', created.path]);
     expect(stdout.split(' ')[1]).toBe(created.fingerprint);
     const printed = await walhub(['host-key', '--config', hub.configPath]);
-    expect(printed.stdout).toContain(`${created.fingerprint} ssh-ed25519 ${created.path}`);
+    expect(printed.stdout).toContain(`# ${created.fingerprint} ssh-ed25519 ${created.path}\n`);
+  });
+
+  it('prints known_hosts lines for the name standbys use, never for a wildcard address', async () => {
+    const config = await writeConfig('wild.toml', 'listen = ["0.0.0.0:2222", "[::]:2222"]\nhost_keys = ["wild_ed25519"]\n');
+    await run(requireProgram('ssh-keygen', 'openssh-client'), ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, 'wild_ed25519')]);
+    const publicKey = (await readFile(join(dir, 'wild_ed25519.pub'), 'utf8')).split(' ').slice(0, 2).join(' ');
+    const bare = await walhub(['host-key', '--config', config]);
+    expect(bare.status).toBe(0);
+    expect(bare.stdout).not.toContain('0.0.0.0');
+    expect(bare.stdout).toContain('# listening on all addresses: run walhub host-key --host NAME');
+    const named = await walhub(['host-key', '--config', config, '--host', 'backup.example']);
+    expect(named.stdout.split('\n').filter((l) => !l.startsWith('#') && l !== '')).toEqual([`[backup.example]:2222 ${publicKey}`]);
   });
 
   it('refuses a host key that group or others may read, as sshd does', async () => {
