@@ -5,7 +5,7 @@
 // the caller asks for TCP, so parallel test runs never meet.
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
-import { appendFile, chown, mkdtemp, readFile, rm } from 'node:fs/promises';
+import { appendFile, chown, lchown, mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
@@ -22,6 +22,8 @@ export type StopMode = 'smart' | 'fast' | 'immediate';
 
 export interface RunOptions {
   env?: Record<string, string>;
+  /** The OS account to run as when we are root (default postgres). */
+  user?: string;
   cwd?: string;
   timeoutMs?: number;
 }
@@ -68,6 +70,11 @@ export interface CreateClusterOptions {
 
 export interface CreateStandbyOptions {
   dir?: string;
+  /**
+   * Run the standby as this OS account instead of postgres: ssh in its
+   * restore_command then reads that account's ~/.ssh (from its passwd entry).
+   */
+  osUser?: string;
   /** Settings for the standby; the primary's postgresql.conf is copied by pg_basebackup and these win over it. */
   conf?: PgSettings;
   basebackupArgs?: string[];
@@ -94,44 +101,51 @@ export function findPgBin(name: string): string {
   throw new Error(`${name} not found in PATH or ${PG_VERSIONED_BIN}: install ${pkg}`);
 }
 
-interface PostgresUser {
+interface OsUser {
+  name: string;
   uid: number;
   gid: number;
   home: string;
 }
 
-let postgresUser: PostgresUser | undefined;
+const osUsers = new Map<string, OsUser>();
 
-/** The postgres account when we are root (PostgreSQL refuses to run as root), else undefined. */
-function loadPostgresUser(): PostgresUser | undefined {
+/** The account PostgreSQL runs as when we are root (it refuses to run as root), else undefined. */
+function loadOsUser(name = 'postgres'): OsUser | undefined {
   if (process.getuid?.() !== 0) return undefined;
-  if (postgresUser) return postgresUser;
-  const result = spawnSync('getent', ['passwd', 'postgres'], { encoding: 'utf8' });
+  const cached = osUsers.get(name);
+  if (cached) return cached;
+  const result = spawnSync('getent', ['passwd', name], { encoding: 'utf8' });
   const fields = result.status === 0 ? result.stdout.trim().split(':') : [];
   if (fields.length < 6) {
-    throw new Error(`running as root but there is no postgres user: install postgresql-${PG_MAJOR} (it creates one)`);
+    throw new Error(
+      name === 'postgres'
+        ? `running as root but there is no postgres user: install postgresql-${PG_MAJOR} (it creates one)`
+        : `running as root but there is no user ${name}`,
+    );
   }
-  postgresUser = { uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5] ?? '/' };
-  return postgresUser;
+  const user = { name, uid: Number(fields[2]), gid: Number(fields[3]), home: fields[5] ?? '/' };
+  osUsers.set(name, user);
+  return user;
 }
 
 // Inherited PG* variables (PGHOST, PGPASSWORD, PGOPTIONS... set by CI services)
 // would silently redirect or alter our connections, so they never pass through.
-function toChildEnv(extra: Record<string, string> | undefined): NodeJS.ProcessEnv {
+function toChildEnv(extra: Record<string, string> | undefined, userName?: string): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (!key.startsWith('PG')) env[key] = value;
   }
-  const user = loadPostgresUser();
-  if (user) Object.assign(env, { HOME: user.home, USER: 'postgres', LOGNAME: 'postgres' });
+  const user = loadOsUser(userName);
+  if (user) Object.assign(env, { HOME: user.home, USER: user.name, LOGNAME: user.name });
   return { ...env, ...extra };
 }
 
 // Node's uid/gid spawn options rather than `runuser -u postgres --`: runuser does
 // not pass SIGINT on to its child (pg_receivewal must get it to stop cleanly),
 // and it adds a PAM session per call. libuv also drops root's supplementary groups.
-function toIdentity(): { uid?: number; gid?: number } {
-  const user = loadPostgresUser();
+function toIdentity(userName?: string): { uid?: number; gid?: number } {
+  const user = loadOsUser(userName);
   return user ? { uid: user.uid, gid: user.gid } : {};
 }
 
@@ -142,8 +156,8 @@ export function asPostgres(cmd: string, args: string[], opts: RunOptions = {}): 
       cmd,
       args,
       {
-        ...toIdentity(),
-        env: toChildEnv(opts.env),
+        ...toIdentity(opts.user),
+        env: toChildEnv(opts.env, opts.user),
         cwd: opts.cwd ?? '/',
         timeout: opts.timeoutMs ?? 60_000,
         killSignal: 'SIGKILL',
@@ -163,8 +177,8 @@ export function asPostgres(cmd: string, args: string[], opts: RunOptions = {}): 
 /** Starts a long-running program as postgres; the caller owns the process and must end it. */
 export function spawnAsPostgres(cmd: string, args: string[], opts: RunOptions = {}): ChildProcess {
   return spawn(cmd, args, {
-    ...toIdentity(),
-    env: toChildEnv(opts.env),
+    ...toIdentity(opts.user),
+    env: toChildEnv(opts.env, opts.user),
     cwd: opts.cwd ?? '/',
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -232,8 +246,8 @@ function trackLive(cluster: Cluster): void {
   process.once('exit', () => {
     for (const c of live) {
       spawnSync(findPgBin('pg_ctl'), ['stop', '-D', c.dataDir, '-m', 'immediate', '-s'], {
-        ...toIdentity(),
-        env: toChildEnv(undefined),
+        ...toIdentity(c.osUser),
+        env: toChildEnv(undefined, c.osUser),
         stdio: 'ignore',
         timeout: 10_000,
       });
@@ -243,8 +257,16 @@ function trackLive(cluster: Cluster): void {
 
 /** Gives a path we created to the postgres user when we are root (a no-op otherwise). */
 export async function chownToPostgres(path: string): Promise<void> {
-  const user = loadPostgresUser();
-  if (user) await chown(path, user.uid, user.gid);
+  await chownToOsUser(path, 'postgres');
+}
+
+/** Gives a path to an OS account when we are root (a no-op otherwise). */
+export async function chownToOsUser(path: string, userName: string, opts: { recursive?: boolean } = {}): Promise<void> {
+  const user = loadOsUser(userName);
+  if (!user) return;
+  await chown(path, user.uid, user.gid);
+  if (!opts.recursive) return;
+  for (const entry of await readdir(path, { recursive: true })) await lchown(join(path, entry), user.uid, user.gid);
 }
 
 async function createBaseDir(parent: string | undefined): Promise<string> {
@@ -268,6 +290,8 @@ class Cluster implements PgCluster {
   constructor(
     readonly baseDir: string,
     readonly port: number,
+    /** The OS account it runs as (when we are root). */
+    readonly osUser = 'postgres',
   ) {
     this.dataDir = join(baseDir, 'data');
     this.socketDir = baseDir;
@@ -284,7 +308,7 @@ class Cluster implements PgCluster {
 
   exec(cmd: string, args: string[], opts: RunOptions = {}): Promise<RunResult> {
     const program = cmd.includes('/') ? cmd : findPgBin(cmd);
-    return asPostgres(program, args, { ...opts, env: { ...this.connEnv(), ...opts.env } });
+    return asPostgres(program, args, { user: this.osUser, ...opts, env: { ...this.connEnv(), ...opts.env } });
   }
 
   async psql(sql: string, database = 'postgres'): Promise<string> {
@@ -363,12 +387,13 @@ export async function createCluster(opts: CreateClusterOptions = {}): Promise<Pg
 /** pg_basebackup -R from a running primary into a new cluster (not started) that streams from it. */
 export async function createStandby(primary: PgCluster, opts: CreateStandbyOptions = {}): Promise<PgCluster> {
   const base = await createBaseDir(opts.dir);
-  const standby = new Cluster(base, await findFreePort());
+  const standby = new Cluster(base, await findFreePort(), opts.osUser);
   try {
     // primary.exec: PGHOST/PGPORT point at the primary, and -R writes them into primary_conninfo.
     await primary.exec('pg_basebackup', [
       '-D', standby.dataDir, '-X', 'stream', '-R', '-c', 'fast', '--no-sync', ...(opts.basebackupArgs ?? []),
     ]);
+    if (opts.osUser !== undefined) await chownToOsUser(base, opts.osUser, { recursive: true });
     await standby.setConf({ ...toSocketSettings(standby), ...opts.conf });
     return standby;
   } catch (error) {

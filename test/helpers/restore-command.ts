@@ -96,10 +96,10 @@ export interface RestoreRun {
   readonly stderr: string;
 }
 
-/** Runs a restore_command by hand as the postgres user, with /bin/sh -c as PostgreSQL does. */
-export function runRestoreCommand(command: string, wal: string, dest: string, cwd = '/'): Promise<RestoreRun> {
+/** Runs a restore_command by hand as the postgres user (or `user`), with /bin/sh -c as PostgreSQL does. */
+export function runRestoreCommand(command: string, wal: string, dest: string, opts: { cwd?: string; user?: string } = {}): Promise<RestoreRun> {
   const sh = requireProgram('sh', 'dash');
-  const child = spawnAsPostgres(sh, ['-c', expandRestoreCommand(command, wal, dest)], { cwd });
+  const child = spawnAsPostgres(sh, ['-c', expandRestoreCommand(command, wal, dest)], { cwd: opts.cwd ?? '/', ...(opts.user ? { user: opts.user } : {}) });
   let stderr = '';
   child.stderr?.setEncoding('utf8').on('data', (text: string) => (stderr += text));
   child.stdout?.resume();
