@@ -3,6 +3,7 @@ import { delimiter, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { createProgramDecoder } from './program-decoder.js';
+import { createSnappyDecoder } from './snappy-decoder.js';
 import { createZstdDecoder } from './zstd-decoder.js';
 
 export type CompressionName = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'lz4' | 'snappy' | 'none';
@@ -24,7 +25,7 @@ const FORMATS: readonly Format[] = [
   { name: 'bzip2', magic: Buffer.from('425a68', 'hex'), program: ['bzip2', '-dc'] },
   { name: 'xz', magic: Buffer.from('fd377a585a00', 'hex'), program: ['xz', '-dc'] },
   { name: 'lz4', magic: Buffer.from('04224d18', 'hex'), program: ['lz4', '-dc'] },
-  { name: 'snappy', magic: Buffer.from('ff060000734e61507059', 'hex') },
+  { name: 'snappy', magic: Buffer.from('ff060000734e61507059', 'hex'), inProcess: createSnappyDecoder },
 ];
 
 export const MAGIC_BYTES_NEEDED = Math.max(...FORMATS.map((f) => f.magic.length));

@@ -173,14 +173,14 @@ describe('exit codes and the one line a person reads', () => {
     expect(result.bytes).toBeLessThan(fixture.segmentSize);
   });
 
-  it('exit 5 with a reason: a compression walhub cannot decode', async () => {
+  it('exit 4 with a reason: a snappy file whose chunks are not snappy', async () => {
     const name = bumpSegment(nameOf(fixture.segments[0]!), 0x42);
     const path = archivedPath(serverDir, name);
     await mkdir(join(path, '..'), { recursive: true });
     await writeFile(path, Buffer.concat([Buffer.from('ff060000734e61507059', 'hex'), Buffer.alloc(100)]));
     const result = await sshExec(hub, standby, `get-wal pg1 ${name}`);
-    expect(result.status).toBe(5);
-    expect(result.stderr).toBe(`walhub: snappy compression is not supported by walhub (pg1 ${name})\n`);
+    expect(result.status).toBe(4);
+    expect(result.stderr).toBe(`walhub: archived file is damaged: it does not decode (snappy chunk is shorter than its checksum) (pg1 ${name})\n`);
     expect(result.bytes).toBe(0);
   });
 

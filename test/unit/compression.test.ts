@@ -98,10 +98,12 @@ describe('createDecoderTable', () => {
     expect(table.missing.get(name)).toBe(`${name} decoding needs the ${program} program, which is not installed`);
   });
 
-  it('says snappy is not supported rather than pretending it can be installed', () => {
-    const table = createDecoderTable(process.env.PATH ?? '');
-    expect(table.decoders.has('snappy')).toBe(false);
-    expect(table.missing.get('snappy')).toBe('snappy compression is not supported by walhub');
+  it('decodes gzip, zstd and snappy in process, with no program on the path', () => {
+    const table = createDecoderTable('');
+    for (const name of ['gzip', 'zstd', 'snappy'] as const) {
+      expect(table.decoders.has(name)).toBe(true);
+      expect(table.missing.has(name)).toBe(false);
+    }
   });
 
   it('never offers a decoder for plain files (they are served as stored)', () => {

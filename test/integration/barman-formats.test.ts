@@ -1,0 +1,60 @@
+// Every format Barman 3.17 writes, written through the very library calls it
+// uses (test/helpers/python-writers.ts), served byte for byte to the real
+// OpenSSH client: segments, a history file and a backup label.
+import { mkdir, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { archivedPath, createServerDir, sha256 } from '../helpers/archive.js';
+import { startHub, type Hub } from '../helpers/hub.js';
+import { BARMAN_WRITERS, writeAsBarman, type BarmanWriter } from '../helpers/python-writers.js';
+import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
+
+const EXPECTED_COMPRESSION: Record<BarmanWriter, string> = {
+  pygzip: 'gzip',
+  pybzip2: 'bzip2',
+  xz: 'xz',
+  zstd: 'zstd',
+  lz4: 'lz4',
+  snappy: 'snappy',
+};
+
+let fixture: WalFixture;
+let hub: Hub;
+let standby: ClientKey;
+const nameOf = (path: string) => path.split('/').pop()!;
+
+beforeAll(async () => {
+  fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
+  hub = await startHub();
+  standby = await createClientKey(hub.dir, 'standby-a');
+  await hub.writeKeys([{ key: standby, options: `servers="${BARMAN_WRITERS.join(',')}"` }]);
+  // One server directory per writer: each holds a segment, the history file and the backup label in that format.
+  for (const writer of BARMAN_WRITERS) {
+    const serverDir = await createServerDir(hub.archive, writer);
+    for (const source of [fixture.segments[0]!, fixture.history, fixture.backupHistory]) {
+      const target = archivedPath(serverDir, nameOf(source));
+      await mkdir(dirname(target), { recursive: true });
+      await writeAsBarman(writer, source, target);
+    }
+  }
+  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+});
+
+afterAll(async () => {
+  await hub?.stop();
+});
+
+describe('files written as Barman 3.17 writes them', () => {
+  const cases = BARMAN_WRITERS.flatMap((writer) => (['segment', 'history', 'backup label'] as const).map((kind) => [writer, kind] as const));
+  it.each(cases)('%s: the %s is served byte for byte', async (writer, kind) => {
+    const source = kind === 'segment' ? fixture.segments[0]! : kind === 'history' ? fixture.history : fixture.backupHistory;
+    const original = await readFile(source);
+    const result = await sshExec(hub, standby, `get-wal ${writer} ${nameOf(source)}`);
+    expect(result.stderr).toBe('');
+    expect(result.status).toBe(0);
+    expect(result.sha256).toBe(sha256(original));
+    const record = (await hub.audit()).findLast((r) => r.event === 'request' && r.server === writer && r.wal === nameOf(source));
+    expect(record).toMatchObject({ result: 'ok', compression: EXPECTED_COMPRESSION[writer], bytes: original.length });
+  });
+});
