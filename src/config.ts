@@ -95,7 +95,7 @@ export const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 type Table = Record<string, unknown>;
 
 const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms'];
-const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'count' | 'startups' | 'ipv6-prefix' }> = {
+const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
   max_auth_tries: { field: 'maxAuthTries', kind: 'count' },
   max_sessions: { field: 'maxSessions', kind: 'count' },
@@ -106,8 +106,8 @@ const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'coun
   per_source_max_startups: { field: 'perSourceMaxStartups', kind: 'count' },
   per_source_max_connections: { field: 'perSourceMaxConnections', kind: 'count' },
   per_source_ipv6_prefix: { field: 'perSourceIpv6Prefix', kind: 'ipv6-prefix' },
-  penalty_auth_failure: { field: 'penaltyAuthFailure', kind: 'duration' },
-  penalty_login_timeout: { field: 'penaltyLoginTimeout', kind: 'duration' },
+  penalty_auth_failure: { field: 'penaltyAuthFailure', kind: 'penalty' },
+  penalty_login_timeout: { field: 'penaltyLoginTimeout', kind: 'penalty' },
   penalty_min: { field: 'penaltyMin', kind: 'duration' },
   penalty_max: { field: 'penaltyMax', kind: 'duration' },
 };
@@ -117,6 +117,7 @@ const LIMIT_EXPECTED: Record<(typeof LIMIT_KEYS)[string]['kind'], string> = {
   count: 'expected a whole number from 1 to 100000',
   startups: 'expected a whole number from 1 to 100000, or "start:rate:full" like "128:30:512" (start <= full, rate a percentage)',
   'ipv6-prefix': 'expected a prefix length from 1 to 128',
+  penalty: 'expected a duration like "5s" or "1m", up to 576h, or "0s" for no penalty',
 };
 
 export function loadConfig(file: string): Config {
@@ -196,7 +197,7 @@ export function parseConfig(text: string, file: string): Config {
         else Object.assign(limits, startups);
         continue;
       }
-      const parsed = spec.kind === 'duration' ? parseTimeout(value) : spec.kind === 'count' ? parseCount(value) : parseIpv6Prefix(value);
+      const parsed = { duration: parseTimeout, count: parseCount, 'ipv6-prefix': parseIpv6Prefix, penalty: parsePenalty }[spec.kind](value);
       if (parsed === undefined) fail(`limits.${key}`, LIMIT_EXPECTED[spec.kind]);
       else limits[spec.field] = parsed;
     }
@@ -262,6 +263,12 @@ function parseStartups(value: unknown): Pick<Limits, 'maxStartups' | 'startupsDr
   const [start, rate, full] = [Number(match[1]), Number(match[2]), Number(match[3])];
   if (parseCount(start) === undefined || parseCount(full) === undefined || start > full || rate > 100) return undefined;
   return { maxStartups: full, startupsDropFrom: start, startupsDropRate: rate };
+}
+
+/** Zero is allowed: a site behind a NAT or proxy it cannot see through may want no penalties. */
+function parsePenalty(value: unknown): number | undefined {
+  const ms = parseDuration(value);
+  return ms !== undefined && ms <= MAX_TIMEOUT ? ms : undefined;
 }
 
 function parseIpv6Prefix(value: unknown): number | undefined {

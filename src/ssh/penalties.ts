@@ -38,7 +38,7 @@ export class PenaltyBox {
   /** A failure from `source` worth `ms`; ignored while a login from there still vouches for it. */
   penalize(source: string, ms: number): void {
     const now = this.now();
-    if (this.isExempt(source, now)) return;
+    if (ms === 0 || this.isExempt(source, now)) return;
     const current = this.penalties.get(source);
     const base = current && current.until > now ? current.until : now;
     const until = Math.min(base + ms, now + this.policy.max);

@@ -125,6 +125,10 @@ penalty_max = "1h"
     expect([limits.startupsDropFrom, limits.startupsDropRate, limits.maxStartups]).toEqual([64, 100, 64]);
   });
 
+  it('takes "0s" as no penalty', () => {
+    expect(parseConfig('[limits]\npenalty_auth_failure = "0s"\npenalty_login_timeout = 0\n', FILE).limits).toMatchObject({ penaltyAuthFailure: 0, penaltyLoginTimeout: 0 });
+  });
+
   it('resolves relative paths against the directory of the config file, not the working directory', () => {
     const config = parseConfig('archive = "archive"\n[servers.pg1]\npath = "./pg1"\n', '/opt/walhub/etc/walhub.toml');
     expect(config.archive).toBe('/opt/walhub/etc/archive');
@@ -160,6 +164,7 @@ penalty_max = "1h"
       `[limits]\nmax_startups = ${value}`,
       `${FILE}: limits.max_startups: expected a whole number from 1 to 100000, or "start:rate:full" like "128:30:512" (start <= full, rate a percentage)`,
     ]),
+    ['a penalty in words', '[limits]\npenalty_auth_failure = "a while"', `${FILE}: limits.penalty_auth_failure: expected a duration like "5s" or "1m", up to 576h, or "0s" for no penalty`],
     ['an IPv6 prefix of 129 bits', '[limits]\nper_source_ipv6_prefix = 129', `${FILE}: limits.per_source_ipv6_prefix: expected a prefix length from 1 to 128`],
     ['a penalty minimum above its maximum', '[limits]\npenalty_min = "2m"\npenalty_max = "1m"', `${FILE}: limits.penalty_min: must not be longer than limits.penalty_max`],
     ['fips_algorithms as a string', 'fips_algorithms = "yes"', `${FILE}: fips_algorithms: expected true or false`],
