@@ -10,10 +10,28 @@ export interface Limits {
   readonly maxAuthTries: number;
   /** sessions (channels) open at once per connection (sshd MaxSessions). */
   readonly maxSessions: number;
-  /** unauthenticated connections at once (sshd MaxStartups). */
+  /** unauthenticated connections at once (sshd MaxStartups "full"). */
   readonly maxStartups: number;
-  /** connections at once, authenticated or not. */
+  /** from this many unauthenticated connections on, new ones are dropped at random (MaxStartups "start"). */
+  readonly startupsDropFrom: number;
+  /** percent of new connections dropped at startupsDropFrom, rising to 100 at maxStartups (MaxStartups "rate"). */
+  readonly startupsDropRate: number;
+  /** authenticated connections at once; a new connection is refused at accept while they are all taken. */
   readonly maxConnections: number;
+  /** unauthenticated connections at once from one source (sshd PerSourceMaxStartups). */
+  readonly perSourceMaxStartups: number;
+  /** connections at once from one source, authenticated or not. */
+  readonly perSourceMaxConnections: number;
+  /** IPv6 sources sharing this many leading bits are one source (sshd PerSourceNetBlockSize); IPv4 is always /32. */
+  readonly perSourceIpv6Prefix: number;
+  /** ms of penalty for a connection that closed unauthenticated after trying to authenticate (PerSourcePenalties authfail). */
+  readonly penaltyAuthFailure: number;
+  /** ms of penalty for a connection cut off by login_grace_time or the ident timeout (PerSourcePenalties grace-exceeded). */
+  readonly penaltyLoginTimeout: number;
+  /** a source is refused at accept only once its penalty reaches this many ms (PerSourcePenalties min). */
+  readonly penaltyMin: number;
+  /** the longest a source is refused at accept (PerSourcePenalties max). */
+  readonly penaltyMax: number;
   /** get-wal transfers at once over all connections. */
   readonly maxTransfers: number;
   /** ms without any traffic after which an authenticated connection is dropped. */
@@ -34,6 +52,8 @@ export interface Config {
   readonly auditLog: string;
   readonly servers: Readonly<Record<string, ServerEntry>>;
   readonly limits: Limits;
+  /** Offer the NIST ECDH curves too, for clients under a FIPS crypto policy (ssh-audit fails them). */
+  readonly fipsAlgorithms: boolean;
 }
 
 export class ConfigError extends Error {
@@ -47,10 +67,24 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   loginGraceTime: 60_000,
   maxAuthTries: 6,
   maxSessions: 10,
-  // Above sshd's 10: standbys reconnect together after a hub restart, and a
-  // dropped login is ssh's exit 255, fatal to a standby whose command does not map it.
-  maxStartups: 64,
+  // Far above sshd's 10:30:100: an unauthenticated connection costs one Node
+  // process little, standbys reconnect together after a hub restart, and a
+  // dropped login is ssh's exit 255. Random drops start above max_connections,
+  // so a whole fleet of logged-in standbys reconnecting at once never meets them;
+  // the per-source caps, not these, keep a single flooding host out.
+  maxStartups: 512,
+  startupsDropFrom: 128,
+  startupsDropRate: 30,
   maxConnections: 100,
+  perSourceMaxStartups: 10,
+  perSourceMaxConnections: 20,
+  perSourceIpv6Prefix: 64,
+  // OpenSSH 9.8's PerSourcePenalties defaults (authfail:5s grace-exceeded:10s
+  // min:15s max:600s): three failed logins or two timeouts in a row shut a source out.
+  penaltyAuthFailure: 5_000,
+  penaltyLoginTimeout: 10_000,
+  penaltyMin: 15_000,
+  penaltyMax: 600_000,
   maxTransfers: 64,
   idleTimeout: 300_000,
 });
@@ -60,15 +94,30 @@ export const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 type Table = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits'];
-const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'count' }> = {
+const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms'];
+const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
   max_auth_tries: { field: 'maxAuthTries', kind: 'count' },
   max_sessions: { field: 'maxSessions', kind: 'count' },
-  max_startups: { field: 'maxStartups', kind: 'count' },
+  max_startups: { field: 'maxStartups', kind: 'startups' },
   max_connections: { field: 'maxConnections', kind: 'count' },
   max_transfers: { field: 'maxTransfers', kind: 'count' },
   idle_timeout: { field: 'idleTimeout', kind: 'duration' },
+  per_source_max_startups: { field: 'perSourceMaxStartups', kind: 'count' },
+  per_source_max_connections: { field: 'perSourceMaxConnections', kind: 'count' },
+  per_source_ipv6_prefix: { field: 'perSourceIpv6Prefix', kind: 'ipv6-prefix' },
+  penalty_auth_failure: { field: 'penaltyAuthFailure', kind: 'penalty' },
+  penalty_login_timeout: { field: 'penaltyLoginTimeout', kind: 'penalty' },
+  penalty_min: { field: 'penaltyMin', kind: 'duration' },
+  penalty_max: { field: 'penaltyMax', kind: 'duration' },
+};
+
+const LIMIT_EXPECTED: Record<(typeof LIMIT_KEYS)[string]['kind'], string> = {
+  duration: 'expected a duration like "30s", "5m" or "1h", from 1s to 576h',
+  count: 'expected a whole number from 1 to 100000',
+  startups: 'expected a whole number from 1 to 100000, or "start:rate:full" like "128:30:512" (start <= full, rate a percentage)',
+  'ipv6-prefix': 'expected a prefix length from 1 to 128',
+  penalty: 'expected a duration like "5s" or "1m", up to 576h, or "0s" for no penalty',
 };
 
 export function loadConfig(file: string): Config {
@@ -154,15 +203,21 @@ export function parseConfig(text: string, file: string): Config {
         fail(`limits.${key}`, `unknown key (expected one of ${Object.keys(LIMIT_KEYS).join(', ')})`);
         continue;
       }
-      const parsed = spec.kind === 'duration' ? parseTimeout(value) : parseCount(value);
-      if (parsed === undefined) {
-        fail(
-          `limits.${key}`,
-          spec.kind === 'duration' ? 'expected a duration like "30s", "5m" or "1h", from 1s to 576h' : 'expected a whole number from 1 to 100000',
-        );
-      } else limits[spec.field] = parsed;
+      if (spec.kind === 'startups') {
+        const startups = parseStartups(value);
+        if (startups === undefined) fail(`limits.${key}`, LIMIT_EXPECTED.startups);
+        else Object.assign(limits, startups);
+        continue;
+      }
+      const parsed = { duration: parseTimeout, count: parseCount, 'ipv6-prefix': parseIpv6Prefix, penalty: parsePenalty }[spec.kind](value);
+      if (parsed === undefined) fail(`limits.${key}`, LIMIT_EXPECTED[spec.kind]);
+      else limits[spec.field] = parsed;
     }
+    if (limits.penaltyMin! > limits.penaltyMax!) fail('limits.penalty_min', 'must not be longer than limits.penalty_max');
   }
+
+  const fipsAlgorithms = raw.fips_algorithms ?? false;
+  if (typeof fipsAlgorithms !== 'boolean') fail('fips_algorithms', 'expected true or false');
 
   const config: Config = {
     file,
@@ -174,6 +229,7 @@ export function parseConfig(text: string, file: string): Config {
     auditLog: resolve(base, stringValue(raw, 'audit_log', fail, '../var/log/audit.log')),
     servers: Object.freeze(servers),
     limits: Object.freeze(limits as unknown as Limits),
+    fipsAlgorithms: fipsAlgorithms === true,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
@@ -207,6 +263,28 @@ function parseTimeout(value: unknown): number | undefined {
 
 function parseCount(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 100_000 ? value : undefined;
+}
+
+/** sshd's MaxStartups: a bare number is a hard cap; "start:rate:full" drops at random between start and full. */
+function parseStartups(value: unknown): Pick<Limits, 'maxStartups' | 'startupsDropFrom' | 'startupsDropRate'> | undefined {
+  const single = parseCount(value);
+  if (single !== undefined) return { maxStartups: single, startupsDropFrom: single, startupsDropRate: 100 };
+  if (typeof value !== 'string') return undefined;
+  const match = /^(\d{1,6}):(\d{1,3}):(\d{1,6})$/.exec(value.trim());
+  if (!match) return undefined;
+  const [start, rate, full] = [Number(match[1]), Number(match[2]), Number(match[3])];
+  if (parseCount(start) === undefined || parseCount(full) === undefined || start > full || rate > 100) return undefined;
+  return { maxStartups: full, startupsDropFrom: start, startupsDropRate: rate };
+}
+
+/** Zero is allowed: a site behind a NAT or proxy it cannot see through may want no penalties. */
+function parsePenalty(value: unknown): number | undefined {
+  const ms = parseDuration(value);
+  return ms !== undefined && ms <= MAX_TIMEOUT ? ms : undefined;
+}
+
+function parseIpv6Prefix(value: unknown): number | undefined {
+  return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 128 ? value : undefined;
 }
 
 function isTable(value: unknown): value is Table {

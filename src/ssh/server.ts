@@ -5,10 +5,15 @@ import ssh2 from 'ssh2';
 import type { AuditLog } from '../audit/audit-log.js';
 import type { Hub } from '../command/get-wal.js';
 import type { KeyStore } from '../keys/key-store.js';
+import { toPlainAddress } from '../keys/from-pattern.js';
+import { Admission } from './admission.js';
 import { handleAuthentication } from './auth.js';
 import { Connection } from './connection.js';
 import type { HostKey } from './host-keys.js';
+import { PenaltyBox } from './penalties.js';
+import { RefusalLog } from './refusal-log.js';
 import { handleSession } from './session.js';
+import { toSourceKey } from './source-address.js';
 
 export interface ServerDeps {
   readonly hub: Hub;
@@ -27,15 +32,63 @@ export interface RunningServer {
 }
 
 /**
- * Only modern algorithms: no SHA-1 host-key signatures or MACs, no
- * compression (WAL is already decoded; zlib would only cost CPU).
+ * Only what ssh-audit finds neither failing nor warning, as long as every
+ * standby's stock OpenSSH client keeps one choice in each list. Defaults
+ * checked (OpenSSH's myproposal.h, and the crypto-policies DEFAULT back-end
+ * on RHEL, which replaces the built-in lists there):
+ *   Debian 11 (8.4), 12 (9.2), 13 (10.0), RHEL 8 (8.0), RHEL 9 (8.7).
+ * - kex: curve25519-sha256 is in every one of them (OpenSSH 7.4+; the
+ *   @libssh.org name since 6.5). 10.0 prefers mlkem768x25519-sha256, which
+ *   ssh2 lacks, and falls back to curve25519. The NIST curves (ssh-audit:
+ *   fail) come back only with `fips_algorithms`, for clients under a FIPS
+ *   policy, which allows no curve25519. Finite-field DH (group14-18, GEX) is
+ *   left out although clean: the server's modular exponentiation runs on the
+ *   event loop, and an attacker without a key would choose the 8192-bit group
+ *   to stall every other connection.
+ * - host key: ssh-ed25519 (every client; RHEL's DEFAULT policy too) and
+ *   rsa-sha2-256/512 for an RSA host key; never SHA-1 ssh-rsa.
+ * - cipher: chacha20-poly1305 and aes-gcm are in all of them, aes-ctr too
+ *   (the only ones a FIPS policy keeps, with aes-gcm).
+ * - mac: only the encrypt-then-MAC hmac-sha2 (in every default list, FIPS
+ *   included); AEAD ciphers need none. Plain hmac-sha2-256/512 are
+ *   encrypt-and-MAC (ssh-audit: warn).
+ * Strict KEX (Terrapin) is ssh2's own: it always adds kex-strict-s-v00.
+ * No compression: WAL is already decoded, zlib would only cost CPU.
  */
-const ALGORITHMS = {
-  serverHostKey: { remove: ['ssh-rsa', 'ssh-dss'] },
-  hmac: { remove: ['hmac-sha1', 'hmac-sha1-etm@openssh.com'] },
-  kex: { remove: ['diffie-hellman-group-exchange-sha1', 'diffie-hellman-group14-sha1', 'diffie-hellman-group1-sha1'] },
-  compress: ['none'],
-} as const;
+const KEX = ['curve25519-sha256', 'curve25519-sha256@libssh.org'];
+const FIPS_KEX = ['ecdh-sha2-nistp256', 'ecdh-sha2-nistp384', 'ecdh-sha2-nistp521'];
+const HOST_KEY_ALGORITHMS = ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256'];
+const FIPS_HOST_KEY_ALGORITHMS = ['ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'];
+const CIPHERS = ['chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com', 'aes128-gcm@openssh.com', 'aes256-ctr', 'aes192-ctr', 'aes128-ctr'];
+const MACS = ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'];
+
+export function toAlgorithms(fips: boolean): ssh2.Algorithms {
+  return {
+    kex: fips ? [...KEX, ...FIPS_KEX] : KEX,
+    serverHostKey: fips ? [...HOST_KEY_ALGORITHMS, ...FIPS_HOST_KEY_ALGORITHMS] : HOST_KEY_ALGORITHMS,
+    cipher: CIPHERS,
+    hmac: MACS,
+    compress: ['none'],
+  } as ssh2.Algorithms;
+}
+
+/** sshd has no such limit; a socket that never sends its ident line gets 10 s, not the whole login grace time. */
+const IDENT_TIMEOUT_MS = 10_000;
+/** A login keeps its source exempt from penalties this long (see penalties.ts). */
+const LOGIN_EXEMPTS_SOURCE_MS = 24 * 3_600_000;
+/** Like sshd's max-sources4/6. */
+const MAX_PENALIZED_SOURCES = 65_536;
+
+/** One listener's ssh2 server and its sockets still waiting for their ident line. */
+interface Front {
+  readonly ssh: ssh2.Server;
+  /**
+   * By remote ip:port, which is unique among one listener's sockets (not
+   * across listeners: hence one Front per listener). ssh2 reports a
+   * connection with its address, not its socket.
+   */
+  readonly awaitingIdent: Map<string, { conn: Connection; identArrived: () => void }>;
+}
 
 /**
  * The listener. It accepts TCP itself and hands sockets to ssh2, so that
@@ -47,66 +100,97 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const { config } = deps.hub;
   const { limits } = config;
   const connections = new Set<Connection>();
-  /** By remote ip:port, until ssh2 reports the connection after the ident line. */
-  const awaitingIdent = new Map<string, Connection>();
-  let unauthenticated = 0;
+  const admission = new Admission(limits);
+  const penalties = new PenaltyBox(
+    { min: limits.penaltyMin, max: limits.penaltyMax, exemptFor: LOGIN_EXEMPTS_SOURCE_MS, maxSources: MAX_PENALIZED_SOURCES },
+    (blob) => deps.keys.current.byBlob.has(blob),
+  );
+  const refusals = new RefusalLog(deps.log);
+  const algorithms = toAlgorithms(config.fipsAlgorithms);
   let closing = false;
 
-  const ssh = new ssh2.Server(
-    {
-      hostKeys: deps.hostKeys.map((k) => k.privateKey),
-      ident: `walhub_${deps.version}`,
-      algorithms: ALGORITHMS as unknown as ssh2.Algorithms,
-    },
-    (client, info) => {
-      const key = `${info.ip}:${info.port}`;
-      const conn = awaitingIdent.get(key);
-      awaitingIdent.delete(key);
-      // Always listen: once past the ident line ssh2 drops its own handler and an
-      // unhandled 'error' would take the whole process down.
-      client.on('error', (error) => conn?.log.debug({ err: error.message }, 'connection error'));
-      if (!conn) return client.end();
-      conn.attach(client, info.header.identRaw);
-      deps.audit.record('connect', conn.fields());
-      handleClient(client, conn);
-    },
-  );
+  const createFront = (): Front => {
+    const awaitingIdent: Front['awaitingIdent'] = new Map();
+    const ssh = new ssh2.Server(
+      { hostKeys: deps.hostKeys.map((k) => k.privateKey), ident: `walhub_${deps.version}`, algorithms },
+      (client, info) => {
+        const key = `${info.ip}:${info.port}`;
+        const waiting = awaitingIdent.get(key);
+        awaitingIdent.delete(key);
+        const conn = waiting?.conn;
+        // Always listen: once past the ident line ssh2 drops its own handler and an
+        // unhandled 'error' would take the whole process down.
+        client.on('error', (error) => conn?.log.debug({ err: error.message }, 'connection error'));
+        if (!waiting || !conn) return client.end();
+        waiting.identArrived();
+        conn.attach(client, info.header.identRaw);
+        deps.audit.record('connect', conn.fields());
+        handleClient(client, conn);
+      },
+    );
+    return { ssh, awaitingIdent };
+  };
 
-  const handleSocket = (socket: Socket) => {
+  const handleSocket = (socket: Socket, front: Front) => {
+    // Decide before spending anything on the socket: no Connection, no ssh2, no audit record.
+    const address = toPlainAddress(socket.remoteAddress ?? '');
+    const source = toSourceKey(address, limits.perSourceIpv6Prefix);
+    socket.on('error', () => {});
+    if (closing) {
+      refusals.refuse(address, source, 'shutting down');
+      return void socket.destroy();
+    }
+    const penalty = penalties.check(source);
+    if (penalty.refused) {
+      // Once per penalty period: the source is known to be failing, its every retry is not news.
+      if (penalty.first) refusals.write(address, 'penalized for failed logins', { penalty_s: Math.ceil(penalty.remainingMs / 1000) });
+      return void socket.destroy();
+    }
+    const refusal = admission.check(source);
+    if (refusal) {
+      refusals.refuse(address, source, refusal);
+      return void socket.destroy();
+    }
+
+    const ticket = admission.admit(source);
     // Handshakes and small answers are many short packets: without this each
     // waits on the peer's delayed ACK (40 ms on Linux).
     socket.setNoDelay(true);
     const conn = new Connection(socket, deps.audit, deps.log);
     socket.on('error', (error) => conn.log.debug({ err: error.message }, 'socket error'));
-    if (closing || connections.size >= limits.maxConnections || unauthenticated >= limits.maxStartups) {
-      const reason = closing ? 'shutting down' : 'too many connections';
-      conn.log.warn({ reason }, 'connection dropped');
-      deps.audit.record('disconnect', { ...conn.fields(), ms: 0, requests: 0, reason });
-      socket.destroy();
-      return;
-    }
     connections.add(conn);
-    unauthenticated++;
-    let countedUnauthenticated = true;
-    const remoteKey = `${socket.remoteAddress}:${socket.remotePort}`;
-    awaitingIdent.set(remoteKey, conn);
-    // sshd's LoginGraceTime, counted from the TCP accept.
-    const grace = setTimeout(() => {
-      conn.closeReason = 'login grace time exceeded';
-      conn.log.warn('login grace time exceeded');
+    let authenticated = false;
+    let timedOut = false;
+    const timeOut = (reason: string) => () => {
+      timedOut = true;
+      conn.closeReason = reason;
       conn.end();
-    }, limits.loginGraceTime);
+    };
+    const identKey = `${socket.remoteAddress}:${socket.remotePort}`;
+    const identTimer = setTimeout(timeOut('no SSH identification line within 10 s'), IDENT_TIMEOUT_MS);
+    front.awaitingIdent.set(identKey, { conn, identArrived: () => clearTimeout(identTimer) });
+    // sshd's LoginGraceTime, counted from the TCP accept.
+    const grace = setTimeout(timeOut('login grace time exceeded'), limits.loginGraceTime);
     conn.onAuthenticated = () => {
       clearTimeout(grace);
-      if (countedUnauthenticated) unauthenticated--;
-      countedUnauthenticated = false;
+      authenticated = true;
+      ticket.markAuthenticated();
+      if (conn.identity) penalties.recordLogin(source, conn.identity.key.blob.toString('base64'));
     };
     socket.once('close', () => {
       clearTimeout(grace);
+      clearTimeout(identTimer);
       conn.clearIdle();
-      awaitingIdent.delete(remoteKey);
-      if (countedUnauthenticated) unauthenticated--;
+      if (front.awaitingIdent.get(identKey)?.conn === conn) front.awaitingIdent.delete(identKey);
+      ticket.release();
       connections.delete(conn);
+      if (!authenticated && !closing && (timedOut || conn.authAttempts > 0)) {
+        penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure);
+        // One line per failed connection, for fail2ban: the per-source caps and
+        // penalties bound how many a source can cause.
+        const reason = conn.closeReason ?? 'authentication failed';
+        conn.log.warn({ address, reason, auth_attempts: conn.authAttempts }, 'login failed');
+      }
       deps.audit.record('disconnect', {
         ...conn.fields(),
         ms: Date.now() - conn.startedAt,
@@ -114,7 +198,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         ...(conn.closeReason ? { reason: conn.closeReason } : {}),
       });
     });
-    ssh.injectSocket(socket);
+    front.ssh.injectSocket(socket);
   };
 
   const handleClient = (client: ssh2.Connection, conn: Connection) => {
@@ -141,7 +225,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
 
   const listeners: NetServer[] = await Promise.all(
     config.listen.map(async ({ host, port }) => {
-      const listener = createServer(handleSocket);
+      const front = createFront();
+      const listener = createServer((socket) => handleSocket(socket, front));
       listener.on('error', (error: Error) => deps.log.error({ err: error.message }, 'listener error'));
       listener.listen(port, host);
       await Promise.race([once(listener, 'listening'), once(listener, 'error').then(([error]) => Promise.reject(error))]);
@@ -166,3 +251,4 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     },
   };
 }
+

@@ -18,7 +18,9 @@ let elsewhere: ClientKey;
 let stranger: ClientKey;
 
 beforeAll(async () => {
-  hub = await startHub();
+  // Logins fail here on purpose, several in a row from 127.0.0.1: without
+  // penalties, which test/integration/penalties.test.ts covers.
+  hub = await startHub({ extraToml: '[limits]\npenalty_auth_failure = "0s"\n' });
   [standbyA, standbyB, expired, elsewhere, stranger] = await Promise.all(
     ['standby-a', 'standby-b', 'expired', 'elsewhere', 'stranger'].map((name) => createClientKey(hub.dir, name)),
   ) as [ClientKey, ClientKey, ClientKey, ClientKey, ClientKey];

@@ -26,6 +26,7 @@ describe('parseConfig', () => {
       auditLog: '/etc/var/log/audit.log',
       servers: {},
       limits: DEFAULT_LIMITS,
+      fipsAlgorithms: false,
     });
   });
 
@@ -34,10 +35,19 @@ describe('parseConfig', () => {
       loginGraceTime: 60_000,
       maxAuthTries: 6,
       maxSessions: 10,
-      maxStartups: 64,
+      maxStartups: 512,
+      startupsDropFrom: 128,
+      startupsDropRate: 30,
       maxConnections: 100,
       maxTransfers: 64,
       idleTimeout: 300_000,
+      perSourceMaxStartups: 10,
+      perSourceMaxConnections: 20,
+      perSourceIpv6Prefix: 64,
+      penaltyAuthFailure: 5_000,
+      penaltyLoginTimeout: 10_000,
+      penaltyMin: 15_000,
+      penaltyMax: 600_000,
     });
   });
 
@@ -50,6 +60,7 @@ host_keys = ["/etc/walhub/ssh_host_ed25519_key", "keys/ssh_host_rsa_key"]
 authorized_keys = "keys/authorized_keys"
 archive = "/var/lib/barman"
 audit_log = "../../var/log/walhub/audit.log"
+fips_algorithms = true
 
 [servers.pg1]
 path = "/srv/barman/pg1"
@@ -61,10 +72,17 @@ path = "elsewhere/pg2"
 login_grace_time = "30s"
 max_auth_tries = 3
 max_sessions = 4
-max_startups = 20
+max_startups = "20:50:80"
 max_connections = 200
 max_transfers = 8
 idle_timeout = "10m"
+per_source_max_startups = 3
+per_source_max_connections = 6
+per_source_ipv6_prefix = 56
+penalty_auth_failure = "30s"
+penalty_login_timeout = "1m"
+penalty_min = "1m"
+penalty_max = "1h"
 `,
       FILE,
     );
@@ -84,12 +102,31 @@ idle_timeout = "10m"
         loginGraceTime: 30_000,
         maxAuthTries: 3,
         maxSessions: 4,
-        maxStartups: 20,
+        maxStartups: 80,
+        startupsDropFrom: 20,
+        startupsDropRate: 50,
         maxConnections: 200,
         maxTransfers: 8,
         idleTimeout: 600_000,
+        perSourceMaxStartups: 3,
+        perSourceMaxConnections: 6,
+        perSourceIpv6Prefix: 56,
+        penaltyAuthFailure: 30_000,
+        penaltyLoginTimeout: 60_000,
+        penaltyMin: 60_000,
+        penaltyMax: 3_600_000,
       },
+      fipsAlgorithms: true,
     });
+  });
+
+  it('reads max_startups as a bare number like sshd: a hard cap with no random drops', () => {
+    const { limits } = parseConfig('[limits]\nmax_startups = 64\n', FILE);
+    expect([limits.startupsDropFrom, limits.startupsDropRate, limits.maxStartups]).toEqual([64, 100, 64]);
+  });
+
+  it('takes "0s" as no penalty', () => {
+    expect(parseConfig('[limits]\npenalty_auth_failure = "0s"\npenalty_login_timeout = 0\n', FILE).limits).toMatchObject({ penaltyAuthFailure: 0, penaltyLoginTimeout: 0 });
   });
 
   it('resolves relative paths against the directory of the config file, not the working directory', () => {
@@ -108,11 +145,11 @@ idle_timeout = "10m"
   });
 
   it.each([
-    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`],
+    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)`],
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
-      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout)`,
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_min, penalty_max)`,
     ],
     ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
@@ -122,6 +159,15 @@ idle_timeout = "10m"
     ['a fractional count', '[limits]\nmax_sessions = 2.5', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
     ['a count as a string', '[limits]\nmax_sessions = "10"', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
     ['a count too large', '[limits]\nmax_connections = 100001', `${FILE}: limits.max_connections: expected a whole number from 1 to 100000`],
+    ...['"10:30"', '"100:30:10"', '"10:101:100"', '"0:30:100"', '"10:30:100:5"', '0'].map((value) => [
+      `max_startups = ${value}`,
+      `[limits]\nmax_startups = ${value}`,
+      `${FILE}: limits.max_startups: expected a whole number from 1 to 100000, or "start:rate:full" like "128:30:512" (start <= full, rate a percentage)`,
+    ]),
+    ['a penalty in words', '[limits]\npenalty_auth_failure = "a while"', `${FILE}: limits.penalty_auth_failure: expected a duration like "5s" or "1m", up to 576h, or "0s" for no penalty`],
+    ['an IPv6 prefix of 129 bits', '[limits]\nper_source_ipv6_prefix = 129', `${FILE}: limits.per_source_ipv6_prefix: expected a prefix length from 1 to 128`],
+    ['a penalty minimum above its maximum', '[limits]\npenalty_min = "2m"\npenalty_max = "1m"', `${FILE}: limits.penalty_min: must not be longer than limits.penalty_max`],
+    ['fips_algorithms as a string', 'fips_algorithms = "yes"', `${FILE}: fips_algorithms: expected true or false`],
     ['a port alone', 'listen = ["2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "2222"`],
     ['an IPv6 address without brackets', 'listen = ["::1:2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "::1:2222"`],
     ['a port above 65535', 'listen = ["127.0.0.1:65536"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "127.0.0.1:65536"`],
@@ -161,7 +207,7 @@ login_grace_time = "soon"
 max_auth_tries = -1
 `);
     expect(problems).toEqual([
-      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`,
+      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)`,
       `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "nowhere"`,
       `${FILE}: servers.a/b: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
       `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
@@ -174,7 +220,7 @@ max_auth_tries = -1
       parseConfig('a = 1\nb = 2\n', FILE);
       throw new Error('accepted');
     } catch (error) {
-      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits)`);
+      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)`);
     }
   });
 

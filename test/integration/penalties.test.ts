@@ -1,0 +1,113 @@
+// PerSourcePenalties: a host whose logins keep failing is refused at accept
+// for a while, logged once; standbys elsewhere, and a host a standby logged
+// in from, are not affected. The lines walhub wrote are then run through
+// the shipped fail2ban filter with the real fail2ban-regex.
+import { execFile } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import ssh2 from 'ssh2';
+import { afterAll, beforeAll, expect, it } from 'vitest';
+import { createServerDir } from '../helpers/archive.js';
+import { startHub, type Hub } from '../helpers/hub.js';
+import { requireProgram } from '../helpers/programs.js';
+import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+
+const FILTER = fileURLToPath(new URL('../../etc/fail2ban/filter.d/walhub.conf', import.meta.url));
+const NOT_FOUND = 'walhub: WAL file not found in the archive (pg1 000000010000000000000001)\n';
+let hub: Hub;
+let standby: ClientKey;
+let stranger: ClientKey;
+let rawLog = '';
+
+beforeAll(async () => {
+  // Shortened from the defaults (5s, 15s, 10m) so that the test sees a penalty start and end.
+  hub = await startHub({ extraToml: '[limits]\npenalty_auth_failure = "1s"\npenalty_min = "3s"\npenalty_max = "4s"\n' });
+  hub.process.stdout!.on('data', (text: string) => (rawLog += text));
+  standby = await createClientKey(hub.dir, 'standby-a');
+  stranger = await createClientKey(hub.dir, 'stranger');
+  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  await createServerDir(hub.archive, 'pg1');
+  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+});
+
+afterAll(async () => {
+  await hub?.stop();
+});
+
+type Outcome = 'refused at accept' | 'authentication failed' | 'logged in';
+
+/** One login with ssh2's Client from `localAddress`: did walhub even answer? */
+async function tryLogin(localAddress: string, key: ClientKey): Promise<Outcome> {
+  const privateKey = await readFile(key.privatePath);
+  return new Promise((resolve) => {
+    const client = new ssh2.Client();
+    let handshake = false;
+    const done = (outcome: Outcome) => {
+      client.end();
+      resolve(outcome);
+    };
+    client.on('handshake', () => (handshake = true));
+    client.on('ready', () => done('logged in'));
+    client.on('error', () => done(handshake ? 'authentication failed' : 'refused at accept'));
+    client.on('close', () => done(handshake ? 'authentication failed' : 'refused at accept'));
+    client.connect({ host: '127.0.0.1', port: hub.port, localAddress, username: 'walhub', privateKey, readyTimeout: 10_000 });
+  });
+}
+
+async function tryLogins(localAddress: string, key: ClientKey, count: number): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  for (let i = 0; i < count; i++) outcomes.push(await tryLogin(localAddress, key));
+  return outcomes;
+}
+
+const refusalLines = (address: string) => hub.logLines.filter((l) => l.msg === 'connection refused' && l.address === address);
+
+it('refuses a host at accept after repeated failed logins, logs it once, and lets it back when the penalty ends', async () => {
+  const outcomes = await tryLogins('127.0.0.4', stranger, 50);
+  const failed = outcomes.filter((o) => o === 'authentication failed').length;
+  // penalty_min 3s at 1s a failure: the fourth failure or so starts the penalty, every later attempt is refused.
+  expect(failed).toBeGreaterThanOrEqual(3);
+  expect(failed).toBeLessThanOrEqual(6);
+  expect(outcomes.slice(failed)).toEqual(new Array(50 - failed).fill('refused at accept'));
+  expect(refusalLines('127.0.0.4').map((l) => l.reason)).toEqual(['penalized for failed logins']);
+  expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.4')).toHaveLength(failed);
+
+  // A standby at another address fetches as usual meanwhile.
+  const fetch = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000001');
+  expect([fetch.status, fetch.stderr]).toEqual([1, NOT_FOUND]);
+
+  // penalty_max is 4 s: by then walhub answers again (and the stranger fails as before).
+  await new Promise((r) => setTimeout(r, 4_500));
+  expect(await tryLogin('127.0.0.4', stranger)).toBe('authentication failed');
+}, 60_000);
+
+it('never penalizes a host a still-authorized key logged in from, until the key is removed', async () => {
+  const login = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000001', { extra: ['-b', '127.0.0.9'] });
+  expect([login.status, login.stderr]).toEqual([1, NOT_FOUND]);
+  expect(await tryLogins('127.0.0.9', stranger, 10)).toEqual(new Array(10).fill('authentication failed'));
+  expect(refusalLines('127.0.0.9')).toEqual([]);
+
+  await hub.writeKeys([]);
+  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 0);
+  const outcomes = await tryLogins('127.0.0.9', stranger, 10);
+  expect(outcomes).toContain('refused at accept');
+  expect(refusalLines('127.0.0.9').map((l) => l.reason)).toEqual(['penalized for failed logins']);
+  const before = hub.logLines.length;
+  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1 && hub.logLines.indexOf(l) >= before);
+}, 60_000);
+
+it('the shipped fail2ban filter finds every refusal walhub wrote, with the address it refused', async () => {
+  const fail2banRegex = requireProgram('fail2ban-regex', 'fail2ban');
+  const logFile = join(hub.dir, 'walhub.log');
+  await writeFile(logFile, rawLog);
+  const written = rawLog.split('\n').filter((line) => /"msg":"(?:login failed|connection refused)"/.test(line));
+  expect(written.length).toBeGreaterThan(5);
+  const expected = written.map((line) => (JSON.parse(line) as { address: string }).address);
+  const { stdout } = await promisify(execFile)(fail2banRegex, ['--out', 'ip', logFile, FILTER]);
+  expect(stdout.trim().split('\n')).toEqual(expected);
+  // And nothing else: the standby's successful logins and fetches from 127.0.0.1 are not failures.
+  expect(expected).not.toContain('127.0.0.1');
+}, 60_000);

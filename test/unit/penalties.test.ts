@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import { PenaltyBox, type PenaltyPolicy } from '../../src/ssh/penalties.js';
+
+const POLICY: PenaltyPolicy = { min: 15_000, max: 600_000, exemptFor: 86_400_000, maxSources: 3 };
+
+function createBox(authorized = new Set(['standby-key'])) {
+  const clock = { now: 1_000_000 };
+  const box = new PenaltyBox(POLICY, (key) => authorized.has(key), () => clock.now);
+  return { box, clock, authorized };
+}
+
+describe('PenaltyBox', () => {
+  it('forgives failures below min, then refuses until the penalty runs out', () => {
+    const { box, clock } = createBox();
+    box.penalize('192.0.2.1', 5_000);
+    box.penalize('192.0.2.1', 5_000);
+    expect(box.check('192.0.2.1')).toEqual({ refused: false });
+    box.penalize('192.0.2.1', 5_000);
+    expect(box.check('192.0.2.1')).toEqual({ refused: true, first: true, remainingMs: 15_000 });
+    clock.now += 14_000;
+    expect(box.check('192.0.2.1')).toEqual({ refused: true, first: false, remainingMs: 1_000 });
+    clock.now += 1_000;
+    expect(box.check('192.0.2.1')).toEqual({ refused: false });
+  });
+
+  it('says "first" once per penalty period, again for a new one', () => {
+    const { box, clock } = createBox();
+    box.penalize('192.0.2.1', 20_000);
+    expect(box.check('192.0.2.1')).toMatchObject({ first: true });
+    expect(box.check('192.0.2.1')).toMatchObject({ first: false });
+    clock.now += 20_000;
+    box.penalize('192.0.2.1', 20_000);
+    expect(box.check('192.0.2.1')).toMatchObject({ first: true });
+  });
+
+  it('never holds a source longer than max from its last failure', () => {
+    const { box } = createBox();
+    for (let i = 0; i < 1000; i++) box.penalize('192.0.2.1', 10_000);
+    expect(box.check('192.0.2.1')).toMatchObject({ refused: true, remainingMs: 600_000 });
+  });
+
+  it('lets time pass between failures count against the penalty', () => {
+    const { box, clock } = createBox();
+    box.penalize('192.0.2.1', 10_000);
+    clock.now += 10_000;
+    box.penalize('192.0.2.1', 10_000);
+    expect(box.check('192.0.2.1')).toEqual({ refused: false });
+  });
+
+  it('does not penalize a source a still-authorized key logged in from', () => {
+    const { box, authorized } = createBox();
+    box.recordLogin('192.0.2.1', 'standby-key');
+    box.penalize('192.0.2.1', 60_000);
+    expect(box.check('192.0.2.1')).toEqual({ refused: false });
+    authorized.delete('standby-key');
+    box.penalize('192.0.2.1', 60_000);
+    expect(box.check('192.0.2.1')).toMatchObject({ refused: true });
+  });
+
+  it('forgets a login after exemptFor', () => {
+    const { box, clock } = createBox();
+    box.recordLogin('192.0.2.1', 'standby-key');
+    clock.now += POLICY.exemptFor + 1;
+    box.penalize('192.0.2.1', 60_000);
+    expect(box.check('192.0.2.1')).toMatchObject({ refused: true });
+  });
+
+  it('keeps at most maxSources penalties, forgetting the oldest', () => {
+    const { box } = createBox();
+    for (const source of ['a', 'b', 'c', 'd']) box.penalize(source, 60_000);
+    expect(box.check('a')).toEqual({ refused: false });
+    expect(box.check('d')).toMatchObject({ refused: true });
+  });
+});
