@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_LIMITS, parseConfig, parseDuration, parseListenAddress, type Config } from '../../src/config.js';
+import { ConfigError, DEFAULT_LIMITS, parseConfig, parseDuration, parseListenAddress, parseSize, type Config } from '../../src/config.js';
 
 const FILE = '/etc/walhub/walhub.toml';
 
@@ -38,6 +38,8 @@ describe('parseConfig', () => {
       maxConnections: 100,
       maxTransfers: 64,
       idleTimeout: 300_000,
+      maxDecodeWindow: 16 * 1024 * 1024,
+      maxSegmentSize: 64 * 1024 * 1024,
     });
   });
 
@@ -65,6 +67,8 @@ max_startups = 20
 max_connections = 200
 max_transfers = 8
 idle_timeout = "10m"
+max_decode_window = "8MiB"
+max_segment_size = "1GiB"
 `,
       FILE,
     );
@@ -88,6 +92,8 @@ idle_timeout = "10m"
         maxConnections: 200,
         maxTransfers: 8,
         idleTimeout: 600_000,
+        maxDecodeWindow: 8 * 1024 * 1024,
+        maxSegmentSize: 1024 * 1024 * 1024,
       },
     });
   });
@@ -112,7 +118,7 @@ idle_timeout = "10m"
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
-      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout)`,
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, max_decode_window, max_segment_size)`,
     ],
     ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
@@ -122,6 +128,12 @@ idle_timeout = "10m"
     ['a fractional count', '[limits]\nmax_sessions = 2.5', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
     ['a count as a string', '[limits]\nmax_sessions = "10"', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
     ['a count too large', '[limits]\nmax_connections = 100001', `${FILE}: limits.max_connections: expected a whole number from 1 to 100000`],
+    ['a window that is not a power of two', '[limits]\nmax_decode_window = "12MiB"', `${FILE}: limits.max_decode_window: expected a power-of-two size like "8MiB" or "16MiB", from 1MiB to 1GiB`],
+    ['a window in decimal megabytes', '[limits]\nmax_decode_window = "16MB"', `${FILE}: limits.max_decode_window: expected a power-of-two size like "8MiB" or "16MiB", from 1MiB to 1GiB`],
+    ['a window above 1 GiB', '[limits]\nmax_decode_window = "2GiB"', `${FILE}: limits.max_decode_window: expected a power-of-two size like "8MiB" or "16MiB", from 1MiB to 1GiB`],
+    ['a segment size below 1 MiB', '[limits]\nmax_segment_size = "512KiB"', `${FILE}: limits.max_segment_size: expected a power-of-two size like "16MiB" or "64MiB", from 1MiB to 1GiB`],
+    ['a segment size above 1 GiB', '[limits]\nmax_segment_size = "2GiB"', `${FILE}: limits.max_segment_size: expected a power-of-two size like "16MiB" or "64MiB", from 1MiB to 1GiB`],
+    ['a segment size as a negative number', '[limits]\nmax_segment_size = -1', `${FILE}: limits.max_segment_size: expected a power-of-two size like "16MiB" or "64MiB", from 1MiB to 1GiB`],
     ['a port alone', 'listen = ["2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "2222"`],
     ['an IPv6 address without brackets', 'listen = ["::1:2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "::1:2222"`],
     ['a port above 65535', 'listen = ["127.0.0.1:65536"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "127.0.0.1:65536"`],
@@ -262,4 +274,21 @@ describe('parseListenAddress', () => {
       expect(parseListenAddress(text)).toBeUndefined();
     },
   );
+});
+
+describe('parseSize', () => {
+  it.each([
+    ['16MiB', 16 * 1024 * 1024],
+    ['512KiB', 512 * 1024],
+    ['1GiB', 1024 * 1024 * 1024],
+    ['1 GiB', 1024 * 1024 * 1024],
+    ['4096', 4096],
+    [4096, 4096],
+  ])('reads %j', (text, bytes) => {
+    expect(parseSize(text)).toBe(bytes);
+  });
+
+  it.each([['16MB'], ['16mib'], ['1.5MiB'], ['-1MiB'], [''], ['MiB'], [1.5], [-1], [true], ['99999999999999GiB']])('refuses %j', (text) => {
+    expect(parseSize(text)).toBeUndefined();
+  });
 });
