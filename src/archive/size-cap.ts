@@ -3,13 +3,16 @@ import { WalhubError } from '../errors.js';
 import { formatBytes } from './limits.js';
 
 /**
- * Passes at most `maxBytes` through and fails the stream beyond that: for
- * files with no page headers to say how long they are (history, .backup),
- * so a small file that decodes to gigabytes is refused as damaged instead of
- * being served whole with exit 0.
+ * For files with no page headers to say how long they are (history,
+ * .backup): holds the decoded bytes back until the end and fails the stream
+ * if they pass `maxBytes`, so a small file that decodes to gigabytes is
+ * refused before its first byte is sent, with a line saying why, instead
+ * of being served whole with exit 0. Holding back costs at most `maxBytes`
+ * per transfer.
  */
 export class SizeCap extends Transform {
-  private seen = 0;
+  private held: Buffer[] = [];
+  private heldBytes = 0;
 
   constructor(
     private readonly maxBytes: number,
@@ -19,10 +22,17 @@ export class SizeCap extends Transform {
   }
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
-    this.seen += chunk.length;
-    if (this.seen > this.maxBytes) {
+    this.heldBytes += chunk.length;
+    if (this.heldBytes > this.maxBytes) {
+      this.held = [];
       return callback(new WalhubError('DAMAGED', `archived file is damaged: it decodes to more than ${formatBytes(this.maxBytes)}, larger than any ${this.what}`));
     }
-    callback(null, chunk);
+    this.held.push(chunk);
+    callback();
+  }
+
+  override _flush(callback: TransformCallback): void {
+    callback(null, Buffer.concat(this.held, this.heldBytes));
+    this.held = [];
   }
 }
