@@ -19,7 +19,7 @@ let standby: ClientKey;
 let serverDir: string;
 
 /** `{ head; zeros } | program args > path`: the bomb streams through a pipe, never through this process's memory. */
-async function packZeros(path: string, zeros: number, program: string, args: string[], head = Buffer.alloc(0)): Promise<void> {
+async function packZeros(path: string, zeros: number, program: string, args: string[], head: Buffer = Buffer.alloc(0)): Promise<void> {
   await mkdir(dirname(path), { recursive: true });
   const headFile = `${path}.head`;
   await writeFile(headFile, head);
