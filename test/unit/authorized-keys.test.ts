@@ -7,7 +7,8 @@ import {
   parseKeyLine,
   type KeyEntry,
 } from '../../src/keys/authorized-keys.js';
-import { generateKey, makeKeyDir, rsaBlobWith, type GeneratedKey } from './keygen.js';
+import { generateKey, makeKeyDir, type GeneratedKey } from './keygen.js';
+import { rsaBlobWith } from '../helpers/forged-rsa.js';
 
 const SOURCE = '/etc/walhub/authorized_keys';
 

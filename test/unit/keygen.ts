@@ -85,12 +85,3 @@ export function toPrivateKeyObject(key: GeneratedKey): KeyObject {
     format: 'jwk',
   });
 }
-
-/** An ssh-rsa blob with `blob`'s modulus (or `n`) and exponent `e`: the parts of an RSA blob are type, e, n. */
-export function rsaBlobWith(blob: Buffer, e: Buffer, n?: Buffer): Buffer {
-  const typeEnd = 4 + blob.readUInt32BE(0);
-  const eEnd = typeEnd + 4 + blob.readUInt32BE(typeEnd);
-  const modulus = n ?? blob.subarray(eEnd + 4, eEnd + 4 + blob.readUInt32BE(eEnd));
-  const part = (bytes: Buffer) => Buffer.concat([Buffer.from([0, 0, 0, 0].map((_, i) => (bytes.length >>> (24 - 8 * i)) & 0xff)), bytes]);
-  return Buffer.concat([part(Buffer.from('ssh-rsa')), part(e), part(modulus)]);
-}

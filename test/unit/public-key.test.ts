@@ -1,7 +1,8 @@
 import { randomBytes, sign, type KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isValidSignature, parsePublicKeyBlob, toFingerprint, type PublicKey } from '../../src/keys/public-key.js';
-import { generateKey, makeKeyDir, rsaBlobWith, toPrivateKeyObject, type GeneratedKey } from './keygen.js';
+import { generateKey, makeKeyDir, toPrivateKeyObject, type GeneratedKey } from './keygen.js';
+import { rsaBlobWith } from '../helpers/forged-rsa.js';
 
 /** SSH wire format: each part as uint32 length + bytes. */
 function wire(...parts: (string | Buffer)[]): Buffer {
