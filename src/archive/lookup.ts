@@ -35,10 +35,12 @@ export function listCandidates(wal: WalName, partial: boolean): string[] {
 /**
  * The first candidate that is a regular file inside the server directory.
  * A path is resolved before it is opened, so a symlink that leads out of the
- * server directory is never opened, not even to be refused; and the opened
- * file is checked again, since a directory can be swapped for a symlink
- * between the two. A path leading out is refused loudly (exit 5), never
- * taken for a missing file: in recovery "not found" means "end of archive".
+ * server directory is never opened, not even to be refused. The resolved
+ * path is then opened one name at a time from the server directory,
+ * following no symlink, so a directory swapped for a symlink in between is
+ * refused rather than followed; and where the opened file is gets checked
+ * once more. A path leading out is refused loudly (exit 5), never taken for
+ * a missing file: in recovery "not found" means "end of archive".
  */
 export async function findWalFile(serverDir: string, wal: WalName, partial: boolean): Promise<FoundFile | undefined> {
   const root = await realpath(serverDir);
@@ -53,16 +55,19 @@ export async function findWalFile(serverDir: string, wal: WalName, partial: bool
     if (!isInside(root, real)) throw escapeError(await findEscapingPrefix(root, relative));
     let handle: FileHandle;
     try {
-      // O_NONBLOCK: a FIFO planted in the archive must not hang the request.
-      handle = await open(real, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+      handle = await openBelow(root, real.slice(root.length + 1));
     } catch (error) {
-      if (isMissing(error) || (error as NodeJS.ErrnoException).code === 'ELOOP') continue;
-      throw toArchiveReadError(error);
+      if (isMissing(error)) continue;
+      const code = (error as NodeJS.ErrnoException).code;
+      if (code !== 'ELOOP' && code !== 'ENOTDIR') throw toArchiveReadError(error);
+      // A name turned into a symlink since realpath: someone is changing the layout under us.
+      const now = await realpath(join(root, relative)).catch(() => undefined);
+      if (now !== undefined && !isInside(root, now)) throw escapeError(await findEscapingPrefix(root, relative));
+      throw new WalhubError('UNAVAILABLE', `archive path ${relative} changed while it was being opened; retry`, { cause: error });
     }
     let info: Stats;
     try {
-      // Where the kernel says the opened file is: a directory swapped for a
-      // symlink after realpath shows up here as a path outside the root.
+      // Where the kernel says the opened file is now (a directory moved out meanwhile shows here).
       if (!isInside(root, await readlink(`/proc/self/fd/${handle.fd}`))) throw escapeError(await findEscapingPrefix(root, relative));
       info = await handle.stat();
     } catch (error) {
@@ -76,6 +81,30 @@ export async function findWalFile(serverDir: string, wal: WalName, partial: bool
     return { relative, handle, size: info.size };
   }
   return undefined;
+}
+
+/**
+ * Opens `path` (relative, no symlinks in it when resolved) below `root` one
+ * name at a time, as openat(2) with O_NOFOLLOW would: each name is looked up
+ * in the directory opened before it, through /proc/self/fd (Node has no
+ * openat), so nothing outside `root` can be reached, whatever changes meanwhile.
+ */
+async function openBelow(root: string, path: string): Promise<FileHandle> {
+  let current = await open(root, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    const names = path.split(sep);
+    for (const [index, name] of names.entries()) {
+      // O_NONBLOCK on the file: a FIFO planted in the archive must not hang the request.
+      const kind = index === names.length - 1 ? constants.O_NONBLOCK : constants.O_DIRECTORY;
+      const next = await open(`/proc/self/fd/${current.fd}/${name}`, constants.O_RDONLY | constants.O_NOFOLLOW | kind);
+      await current.close();
+      current = next;
+    }
+    return current;
+  } catch (error) {
+    await current.close();
+    throw error;
+  }
 }
 
 function isInside(root: string, path: string): boolean {

@@ -9,6 +9,7 @@ import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { findEscapingLinks, findWalFile } from '../../src/archive/lookup.js';
 import { parseWalName } from '../../src/archive/wal-name.js';
 import { WalhubError } from '../../src/errors.js';
+import { startFifoWitness } from '../helpers/fifo-witness.js';
 
 /** Runs once, right after lookup's realpath resolves the named path: the swap lands between check and open. */
 const hook = vi.hoisted(() => ({ afterRealpath: undefined as undefined | ((path: string) => void) }));
@@ -63,6 +64,27 @@ describe('findWalFile against a directory swapped for a symlink', () => {
     expect(outcome).toBeInstanceOf(WalhubError);
     expect((outcome as WalhubError).code).toBe('UNAVAILABLE');
     expect((outcome as WalhubError).message).toBe('archive path wals leads outside the server directory; refusing it');
+  });
+
+  it('opens nothing of the other server, not even to refuse it, when the swap lands between the check and the open', async () => {
+    const pgA = join(root, 'pgA');
+    rmSync(join(root, 'pgB', 'wals', '00000002.history'));
+    const witness = await startFifoWitness(join(root, 'pgB', 'wals', '00000002.history'));
+    try {
+      hook.afterRealpath = (path) => {
+        if (!path.endsWith(join('wals', '00000002.history'))) return;
+        hook.afterRealpath = undefined;
+        renameSync(join(pgA, 'wals'), join(pgA, 'wals.real'));
+        symlinkSync('../pgB/wals', join(pgA, 'wals'));
+      };
+      await expect(readFound(pgA)).rejects.toThrow('archive path wals leads outside the server directory; refusing it');
+      await new Promise((r) => setTimeout(r, 200));
+      expect(witness.opened()).toBe(false);
+      await witness.openItOnce();
+      expect(witness.opened()).toBe(true);
+    } finally {
+      witness.stop();
+    }
   });
 
   it('serves no byte of another server while a process swaps wals/ and a symlink 10000 times', async () => {
