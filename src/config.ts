@@ -36,6 +36,10 @@ export interface Limits {
   readonly maxTransfers: number;
   /** ms without any traffic after which an authenticated connection is dropped. */
   readonly idleTimeout: number;
+  /** bytes: the largest zstd window (and xz dictionary) an archived file may ask a decoder for. */
+  readonly maxDecodeWindow: number;
+  /** bytes: the largest WAL segment size a page header may claim (initdb --wal-segsize). */
+  readonly maxSegmentSize: number;
 }
 
 export interface ServerEntry {
@@ -63,6 +67,8 @@ export class ConfigError extends Error {
   }
 }
 
+const MIB = 1024 * 1024;
+
 export const DEFAULT_LIMITS: Limits = Object.freeze({
   loginGraceTime: 60_000,
   maxAuthTries: 6,
@@ -87,6 +93,10 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   penaltyMax: 600_000,
   maxTransfers: 64,
   idleTimeout: 300_000,
+  // zstd -19 (and --ultra -22) on a 16 MiB segment uses a window of 8-16 MiB;
+  // only --long asks for more. Each transfer may hold one such window.
+  maxDecodeWindow: 16 * MIB,
+  maxSegmentSize: 64 * MIB,
 });
 
 /** Server IDs are directory names: no separators, no dot-only names. */
@@ -95,7 +105,8 @@ export const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 type Table = Record<string, unknown>;
 
 const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms'];
-const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' }> = {
+type LimitKind = 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' | 'window' | 'segment';
+const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: LimitKind }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
   max_auth_tries: { field: 'maxAuthTries', kind: 'count' },
   max_sessions: { field: 'maxSessions', kind: 'count' },
@@ -110,14 +121,22 @@ const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'coun
   penalty_login_timeout: { field: 'penaltyLoginTimeout', kind: 'penalty' },
   penalty_min: { field: 'penaltyMin', kind: 'duration' },
   penalty_max: { field: 'penaltyMax', kind: 'duration' },
+  max_decode_window: { field: 'maxDecodeWindow', kind: 'window' },
+  max_segment_size: { field: 'maxSegmentSize', kind: 'segment' },
 };
 
-const LIMIT_EXPECTED: Record<(typeof LIMIT_KEYS)[string]['kind'], string> = {
-  duration: 'expected a duration like "30s", "5m" or "1h", from 1s to 576h',
-  count: 'expected a whole number from 1 to 100000',
-  startups: 'expected a whole number from 1 to 100000, or "start:rate:full" like "128:30:512" (start <= full, rate a percentage)',
-  'ipv6-prefix': 'expected a prefix length from 1 to 128',
-  penalty: 'expected a duration like "5s" or "1m", up to 576h, or "0s" for no penalty',
+/** How each kind of limit is read, and what to say when it cannot be; max_startups may set three fields at once. */
+const LIMIT_PARSERS: Record<LimitKind, { parse: (value: unknown) => number | Partial<Limits> | undefined; expected: string }> = {
+  duration: { parse: (value) => parseTimeout(value), expected: 'expected a duration like "30s", "5m" or "1h", from 1s to 576h' },
+  count: { parse: (value) => parseCount(value), expected: 'expected a whole number from 1 to 100000' },
+  startups: {
+    parse: (value) => parseStartups(value),
+    expected: 'expected a whole number from 1 to 100000, or "start:rate:full" like "128:30:512" (start <= full, rate a percentage)',
+  },
+  'ipv6-prefix': { parse: (value) => parseIpv6Prefix(value), expected: 'expected a prefix length from 1 to 128' },
+  penalty: { parse: (value) => parsePenalty(value), expected: 'expected a duration like "5s" or "1m", up to 576h, or "0s" for no penalty' },
+  window: { parse: (value) => parsePowerOfTwoSize(value, MIB, 1024 * MIB), expected: 'expected a power-of-two size like "8MiB" or "16MiB", from 1MiB to 1GiB' },
+  segment: { parse: (value) => parsePowerOfTwoSize(value, MIB, 1024 * MIB), expected: 'expected a power-of-two size like "16MiB" or "64MiB", from 1MiB to 1GiB' },
 };
 
 export function loadConfig(file: string): Config {
@@ -203,14 +222,10 @@ export function parseConfig(text: string, file: string): Config {
         fail(`limits.${key}`, `unknown key (expected one of ${Object.keys(LIMIT_KEYS).join(', ')})`);
         continue;
       }
-      if (spec.kind === 'startups') {
-        const startups = parseStartups(value);
-        if (startups === undefined) fail(`limits.${key}`, LIMIT_EXPECTED.startups);
-        else Object.assign(limits, startups);
-        continue;
-      }
-      const parsed = { duration: parseTimeout, count: parseCount, 'ipv6-prefix': parseIpv6Prefix, penalty: parsePenalty }[spec.kind](value);
-      if (parsed === undefined) fail(`limits.${key}`, LIMIT_EXPECTED[spec.kind]);
+      const parser = LIMIT_PARSERS[spec.kind];
+      const parsed = parser.parse(value);
+      if (parsed === undefined) fail(`limits.${key}`, parser.expected);
+      else if (typeof parsed === 'object') Object.assign(limits, parsed);
       else limits[spec.field] = parsed;
     }
     if (limits.penaltyMin! > limits.penaltyMax!) fail('limits.penalty_min', 'must not be longer than limits.penalty_max');
@@ -251,6 +266,23 @@ export function parseDuration(value: unknown): number | undefined {
   if (!match) return undefined;
   const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[match[2] ?? 's'] ?? 1000;
   return Number(match[1]) * unit;
+}
+
+/** "16MiB", "512KiB", "1GiB", or a bare number of bytes. */
+export function parseSize(value: unknown): number | undefined {
+  if (typeof value === 'number' && Number.isSafeInteger(value) && value >= 0) return value;
+  if (typeof value !== 'string') return undefined;
+  const match = /^(\d{1,13})\s*(B|KiB|MiB|GiB)?$/.exec(value.trim());
+  if (!match) return undefined;
+  const unit = { B: 1, KiB: 1024, MiB: MIB, GiB: 1024 * MIB }[match[2] ?? 'B'] ?? 1;
+  const bytes = Number(match[1]) * unit;
+  return Number.isSafeInteger(bytes) ? bytes : undefined;
+}
+
+function parsePowerOfTwoSize(value: unknown, min: number, max: number): number | undefined {
+  const bytes = parseSize(value);
+  if (bytes === undefined || bytes < min || bytes > max) return undefined;
+  return (bytes & (bytes - 1)) === 0 ? bytes : undefined;
 }
 
 /** Node timers overflow past 2^31-1 ms (24.8 days) and fire at once; zero would drop every connection. */

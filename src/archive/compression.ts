@@ -2,6 +2,7 @@ import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Duplex } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import type { ArchiveLimits } from './limits.js';
 import { createProgramDecoder } from './program-decoder.js';
 import { createSnappyDecoder } from './snappy-decoder.js';
 import { createZstdDecoder } from './zstd-decoder.js';
@@ -12,18 +13,36 @@ interface Format {
   readonly name: Exclude<CompressionName, 'none'>;
   readonly magic: Buffer;
   /** A decoder in this process, when one exists; else a program, found once at start-up. */
-  readonly inProcess?: () => Duplex;
+  readonly inProcess?: (limits: ArchiveLimits) => Duplex;
   readonly program?: readonly [command: string, ...args: string[]];
+  /** Arguments that bound the program's memory, from the limits. */
+  readonly programBounds?: (limits: ArchiveLimits) => string[];
 }
+
+/** xz needs its dictionary plus about 1 MiB of state (xz -lvv "Memory needed"). */
+const XZ_STATE_BYTES = 1024 * 1024;
 
 /** Barman's magic bytes (barman/compression.py); the longest is 10 bytes. */
 const FORMATS: readonly Format[] = [
+  // gzip's window is 32 KiB by its format: nothing in the file can ask for more.
   { name: 'gzip', magic: Buffer.from('1f8b08', 'hex'), inProcess: () => createGunzip({ chunkSize: 64 * 1024 }) },
-  { name: 'zstd', magic: Buffer.from('28b52ffd', 'hex'), inProcess: createZstdDecoder },
-  // bzip2, xz and lz4 have no decoder in Node or in our packages; the C tools
-  // stream faster than any JavaScript port, so they are run per request.
+  { name: 'zstd', magic: Buffer.from('28b52ffd', 'hex'), inProcess: (limits) => createZstdDecoder(limits.maxDecodeWindow) },
+  // bzip2, xz and lz4 have no streaming decoder in Node: the native bindings on
+  // npm (lz4-napi, @napi-rs/lzma) decode whole buffers only, which would hold a
+  // 1 GiB segment at once and leave a bomb unbounded. Their C tools stream, with
+  // backpressure through the pipe, so they are run per request.
+  // bzip2 (blocks of at most 900 kB) and lz4 frames (blocks of at most 4 MiB,
+  // a 64 KiB window) are bounded by their formats: measured, decoding 1 GB of
+  // zeros packed as tightly as each allows peaks at 14 MB RSS for either program.
   { name: 'bzip2', magic: Buffer.from('425a68', 'hex'), program: ['bzip2', '-dc'] },
-  { name: 'xz', magic: Buffer.from('fd377a585a00', 'hex'), program: ['xz', '-dc'] },
+  // An xz dictionary can be up to 1.5 GiB, all allocated by the decoder: -M refuses
+  // a file that needs more (xz exits 1, "Memory usage limit reached").
+  {
+    name: 'xz',
+    magic: Buffer.from('fd377a585a00', 'hex'),
+    program: ['xz', '-dc'],
+    programBounds: (limits) => ['-M', String(limits.maxDecodeWindow + XZ_STATE_BYTES)],
+  },
   { name: 'lz4', magic: Buffer.from('04224d18', 'hex'), program: ['lz4', '-dc'] },
   { name: 'snappy', magic: Buffer.from('ff060000734e61507059', 'hex'), inProcess: createSnappyDecoder },
 ];
@@ -37,7 +56,7 @@ export function detectCompression(head: Buffer): CompressionName {
   return 'none';
 }
 
-export type DecoderFactory = () => Duplex;
+export type DecoderFactory = (limits: ArchiveLimits) => Duplex;
 
 /**
  * The decoders this node can run, built once at start-up: a format whose
@@ -48,6 +67,11 @@ export interface DecoderTable {
   readonly missing: ReadonlyMap<CompressionName, string>;
 }
 
+/** Said at start-up and to each request that meets such a file, so the log reader knows what standbys will see. */
+function answeredUnavailable(name: string): string {
+  return `: requests for ${name}-compressed files are answered exit 5 (unavailable)`;
+}
+
 export function createDecoderTable(searchPath = process.env.PATH ?? ''): DecoderTable {
   const decoders = new Map<CompressionName, DecoderFactory>();
   const missing = new Map<CompressionName, string>();
@@ -56,9 +80,10 @@ export function createDecoderTable(searchPath = process.env.PATH ?? ''): Decoder
     else if (format.program) {
       const [command, ...args] = format.program;
       const path = findProgram(command, searchPath);
-      if (path) decoders.set(format.name, () => createProgramDecoder(path, args));
-      else missing.set(format.name, `${format.name} decoding needs the ${command} program, which is not installed`);
-    } else missing.set(format.name, `${format.name} compression is not supported by walhub`);
+      const bounds = format.programBounds;
+      if (path) decoders.set(format.name, (limits) => createProgramDecoder(path, [...args, ...(bounds ? bounds(limits) : [])]));
+      else missing.set(format.name, `${format.name} decoding needs the ${command} program, which is not installed${answeredUnavailable(format.name)}`);
+    } else missing.set(format.name, `${format.name} compression is not supported by walhub${answeredUnavailable(format.name)}`);
   }
   return { decoders, missing };
 }

@@ -1,7 +1,9 @@
 import type { Readable, Transform, Duplex } from 'node:stream';
 import { WalhubError } from '../errors.js';
 import { detectCompression, MAGIC_BYTES_NEEDED, type CompressionName, type DecoderTable } from './compression.js';
+import { MAX_SMALL_FILE_BYTES, type ArchiveLimits } from './limits.js';
 import { findWalFile, toArchiveReadError } from './lookup.js';
+import { SizeCap } from './size-cap.js';
 import { needsVerifier, WalVerifier } from './wal-verifier.js';
 import type { WalName } from './wal-name.js';
 
@@ -9,21 +11,31 @@ export interface OpenedWal {
   readonly file: Readable;
   /** Present when the file is compressed. */
   readonly decoder?: Duplex;
-  /** Present for segments and .partial files. */
-  readonly verifier?: Transform;
+  /** Checks segments and .partial files page by page; caps history and .backup files. */
+  readonly verifier: Transform;
   readonly compression: CompressionName;
   readonly relative: string;
 }
 
 /** file, then decoder, then verifier: the order to pipe them in. */
 export function toStages(wal: OpenedWal): [Readable, ...(Duplex | Transform)[]] {
-  return [wal.file, ...(wal.decoder ? [wal.decoder] : []), ...(wal.verifier ? [wal.verifier] : [])];
+  return [wal.file, ...(wal.decoder ? [wal.decoder] : []), wal.verifier];
 }
 
 const READ_CHUNK = 256 * 1024;
 
-/** Finds a WAL file and sets up, without reading past its magic, the streams that decode and check it. */
-export async function openWal(serverDir: string, wal: WalName, partial: boolean, decoders: DecoderTable): Promise<OpenedWal> {
+/**
+ * Finds a WAL file and sets up, without reading past its magic, the streams
+ * that decode and check it. Every stream is bounded by `limits`: what a
+ * decoder allocates, and how many bytes reach the client.
+ */
+export async function openWal(
+  serverDir: string,
+  wal: WalName,
+  partial: boolean,
+  decoders: DecoderTable,
+  limits: ArchiveLimits,
+): Promise<OpenedWal> {
   const found = await findWalFile(serverDir, wal, partial);
   if (!found) throw new WalhubError('NOT_FOUND', 'WAL file not found in the archive');
   const { handle, relative } = found;
@@ -37,8 +49,10 @@ export async function openWal(serverDir: string, wal: WalName, partial: boolean,
     }
     return {
       file: handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true }),
-      ...(decoder ? { decoder: decoder() } : {}),
-      ...(needsVerifier(wal) ? { verifier: new WalVerifier(wal, !relative.endsWith('.partial')) } : {}),
+      ...(decoder ? { decoder: decoder(limits) } : {}),
+      verifier: needsVerifier(wal)
+        ? new WalVerifier(wal, !relative.endsWith('.partial'), limits.maxSegmentSize)
+        : new SizeCap(MAX_SMALL_FILE_BYTES, wal.kind === 'history' ? 'history file' : 'backup label'),
       compression,
       relative,
     };

@@ -1,3 +1,4 @@
+import { formatBytes } from './limits.js';
 import { toSegmentNumber, type WalName } from './wal-name.js';
 
 /** XLOG_PAGE_MAGIC of each release from 9.6 (reference/postgres.md). */
@@ -19,6 +20,7 @@ export const SHORT_HEADER_SIZE = 24;
 const XLP_LONG_HEADER = 0x2;
 const XLP_ALL_FLAGS = 0xf;
 const MIN_SEGMENT_SIZE = 1 << 20;
+/** PostgreSQL's own bound (initdb --wal-segsize); the configured limit is at most this. */
 const MAX_SEGMENT_SIZE = 1 << 30;
 
 export interface LongPageHeader {
@@ -47,17 +49,28 @@ export function parseLongPageHeader(bytes: Buffer): LongPageHeader | undefined {
 
 const isPowerOfTwo = (n: number) => n > 0 && (n & (n - 1)) === 0;
 
+/** A size PostgreSQL can have made (a power of two from 1 MiB to 1 GiB). */
+export function isSegmentSize(size: number): boolean {
+  return isPowerOfTwo(size) && size >= MIN_SEGMENT_SIZE && size <= MAX_SEGMENT_SIZE;
+}
+
 /**
  * Why page 0 is not the start of the segment the name asks for, or undefined
  * when it is. This catches a file archived under the wrong name, which
  * PostgreSQL itself would only notice as "unexpected pageaddr" after taking it.
+ * The segment size, read from the file, decides how many bytes are served:
+ * it is held to `maxSegmentSize` so that a forged header cannot make a
+ * request stream a gigabyte of zeros.
  */
-export function findPageZeroProblem(header: LongPageHeader, wal: WalName): string | undefined {
+export function findPageZeroProblem(header: LongPageHeader, wal: WalName, maxSegmentSize: number): string | undefined {
   if (!KNOWN_PAGE_MAGIC.has(header.magic)) return `unknown WAL page magic 0x${header.magic.toString(16).toUpperCase()}`;
   if ((header.info & XLP_LONG_HEADER) === 0) return 'the first page has no long header';
   if ((header.info & ~XLP_ALL_FLAGS) !== 0) return `invalid page flags 0x${header.info.toString(16)}`;
-  if (!isPowerOfTwo(header.segmentSize) || header.segmentSize < MIN_SEGMENT_SIZE || header.segmentSize > MAX_SEGMENT_SIZE) {
+  if (!isSegmentSize(header.segmentSize)) {
     return `invalid segment size ${header.segmentSize} in the page header`;
+  }
+  if (header.segmentSize > maxSegmentSize) {
+    return `the page header says segments are ${formatBytes(header.segmentSize)}, above limits.max_segment_size (${formatBytes(maxSegmentSize)})`;
   }
   if (!isPowerOfTwo(header.blockSize) || header.blockSize < 1024 || header.blockSize > 65536) {
     return `invalid WAL block size ${header.blockSize} in the page header`;

@@ -1,8 +1,9 @@
 import { pipeline } from 'node:stream';
 import type { DecoderTable } from './compression.js';
+import type { ArchiveLimits } from './limits.js';
 import { findWalFile } from './lookup.js';
 import { openWal } from './open-wal.js';
-import { LONG_HEADER_SIZE, parseLongPageHeader } from './page-header.js';
+import { isSegmentSize, LONG_HEADER_SIZE, parseLongPageHeader } from './page-header.js';
 import { parseWalName, toSegmentName, toSegmentNumber, type WalName } from './wal-name.js';
 
 /**
@@ -12,12 +13,20 @@ import { parseWalName, toSegmentName, toSegmentNumber, type WalName } from './wa
  * listed alone, if it exists. barman-wal-restore --parallel uses it to
  * choose what to prefetch.
  */
-export async function peekWalNames(serverDir: string, wal: WalName, count: number, decoders: DecoderTable): Promise<string[]> {
+export async function peekWalNames(
+  serverDir: string,
+  wal: WalName,
+  count: number,
+  decoders: DecoderTable,
+  limits: ArchiveLimits,
+): Promise<string[]> {
   if (!(await exists(serverDir, wal))) return [];
   if (wal.kind !== 'segment' || count === 1) return [wal.name];
   // The next name depends on the segment size, which only the file itself tells.
-  const segmentSize = await readSegmentSize(serverDir, wal, decoders);
-  let segno = segmentSize === undefined ? undefined : toSegmentNumber(wal, segmentSize);
+  const segmentSize = await readSegmentSize(serverDir, wal, decoders, limits);
+  // A header's size is checked before any arithmetic: 0 would divide by zero.
+  const usable = segmentSize !== undefined && isSegmentSize(segmentSize) && segmentSize <= limits.maxSegmentSize;
+  let segno = usable ? toSegmentNumber(wal, segmentSize) : undefined;
   if (segno === undefined) return [wal.name];
   const names = [wal.name];
   while (names.length < count) {
@@ -36,8 +45,8 @@ async function exists(serverDir: string, wal: WalName): Promise<boolean> {
 }
 
 /** Decodes just enough of the file for page 0's long header. */
-async function readSegmentSize(serverDir: string, wal: WalName, decoders: DecoderTable): Promise<number | undefined> {
-  const { file, decoder } = await openWal(serverDir, wal, false, decoders);
+async function readSegmentSize(serverDir: string, wal: WalName, decoders: DecoderTable, limits: ArchiveLimits): Promise<number | undefined> {
+  const { file, decoder } = await openWal(serverDir, wal, false, decoders, limits);
   // The verifier would insist on a whole segment; the decoder alone is enough here.
   const decoded = decoder ?? file;
   if (decoder) pipeline(file, decoder, () => undefined);

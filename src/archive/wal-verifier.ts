@@ -33,6 +33,7 @@ export class WalVerifier extends Transform {
   constructor(
     private readonly wal: WalName,
     private readonly checkLaterPages: boolean,
+    private readonly maxSegmentSize: number,
   ) {
     super({ highWaterMark: 256 * 1024 });
   }
@@ -45,7 +46,7 @@ export class WalVerifier extends Transform {
       chunk = Buffer.concat(this.held, this.heldBytes);
       this.held = [];
       const header = parseLongPageHeader(chunk)!;
-      const problem = findPageZeroProblem(header, this.wal);
+      const problem = findPageZeroProblem(header, this.wal, this.maxSegmentSize);
       if (problem) return callback(this.damaged(problem));
       this.header = header;
       this.nextPage = header.blockSize;
@@ -92,7 +93,7 @@ export class WalVerifier extends Transform {
   }
 }
 
-/** For history and .backup files: nothing to check but that the stream decodes. */
+/** For history and .backup files: nothing to check but that the stream decodes, and is small. */
 export function needsVerifier(wal: WalName): boolean {
   return wal.kind === 'segment' || wal.kind === 'partial';
 }

@@ -1,5 +1,6 @@
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { createDecoderTable } from '../archive/compression.js';
+import { findEscapingLinks } from '../archive/lookup.js';
 import { loadConfig, SERVER_ID } from '../config.js';
 import { isWalhubError } from '../errors.js';
 import { parseAuthorizedKeys, type KeyEntry, type KeySet } from '../keys/authorized-keys.js';
@@ -75,6 +76,11 @@ export async function runCheck(args: string[]): Promise<CliResult> {
     if (!existsSync(server.path)) problems.push(`servers.${id}.path: ${server.path} does not exist`);
   }
   out(`servers       ${servers.size === 0 ? '(none yet)' : [...servers.keys()].sort().join(', ')}`);
+  for (const [id, dir] of servers) {
+    for (const link of await findEscapingLinks(dir)) {
+      problems.push(`server ${id}: ${link} leads outside the server directory; requests through it are refused (exit 5): point the server's path at the real place`);
+    }
+  }
   const warnings = keySet ? findKeyWarnings(keySet, config.authorizedKeys, new Set(servers.keys()), Date.now()) : [];
   out(`audit log     ${config.auditLog}`);
   const decoders = createDecoderTable();

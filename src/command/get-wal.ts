@@ -53,7 +53,7 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
     throw new WalhubError('USAGE', 'this walhub does not support --gzip, --bzip2 or --keep-compression yet');
   }
   if (request.peek !== undefined) {
-    const names = await peekWalNames(serverDir, request.wal!, request.peek, hub.decoders);
+    const names = await peekWalNames(serverDir, request.wal!, request.peek, hub.decoders, hub.config.limits);
     transfer.bytes += write(io.stdout, names.map((name) => `${name}\n`).join(''));
     return;
   }
@@ -63,7 +63,7 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
   hub.transfers.active++;
   try {
     const wal = request.wal!;
-    const opened = await openWal(serverDir, wal, request.partial, hub.decoders);
+    const opened = await openWal(serverDir, wal, request.partial, hub.decoders, hub.config.limits);
     transfer.compression = opened.compression;
     transfer.file = opened.relative;
     await pump(toStages(opened), io, transfer);

@@ -17,6 +17,9 @@ export interface GetWalRequest {
   readonly keepCompression: boolean;
 }
 
+/** What PostgreSQL passes as %f, for the one line that refuses anything else. */
+const WAL_NAME_FORM = 'expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history';
+
 type Flag = 'partial' | 'test' | 'gzip' | 'bzip2' | 'keepCompression';
 
 const FLAGS: Record<string, Flag> = {
@@ -97,7 +100,7 @@ function parseGetWal(args: string[]): GetWalRequest {
   if (flags.has('gzip') && flags.has('bzip2')) throw usage('--gzip and --bzip2 cannot be combined');
   const test = flags.has('test');
   const wal = parseWalName(walText);
-  if (!wal && !test) throw usage(`invalid WAL name ${quote(walText)}`);
+  if (!wal && !test) throw usage(`invalid WAL name ${quote(walText)}: ${WAL_NAME_FORM}`);
   return {
     verb: 'get-wal',
     server,

@@ -56,6 +56,10 @@ export function parseKeyLine(line: string, lineNumber: number): KeyEntry | Error
     [options, rest] = parsed;
   }
   const [type, data, ...comment] = rest.split(/\s+/);
+  if (type && options.size > 0 && looksLikeOption(type)) {
+    const shown = type.length > 64 ? `${type.slice(0, 64)}...` : type;
+    return new Error(`options are separated by commas, not spaces: put a comma instead of the blank before ${shown}`);
+  }
   if (type && !SUPPORTED_KEY_TYPES.includes(type)) {
     return new Error(`unsupported key type ${type} (use ${SUPPORTED_KEY_TYPES.join(', ')})`);
   }
@@ -102,6 +106,13 @@ export function parseKeyLine(line: string, lineNumber: number): KeyEntry | Error
     ...(from ? { from } : {}),
     ...(expiresAt !== undefined ? { expiresAt } : {}),
   };
+}
+
+const OPTION_NAMES = new Set([...RESTRICTIONS, 'servers', 'from', 'expiry-time', 'command', 'environment', 'permitopen', 'principals', 'cert-authority']);
+
+/** A word after the options that is one more option (`expiry-time="..."`, `no-pty`), not a key type. */
+function looksLikeOption(word: string): boolean {
+  return /^[A-Za-z0-9-]+="/.test(word) || OPTION_NAMES.has(word.toLowerCase().replace(/,$/, ''));
 }
 
 /** `a,b="x,y",c` up to the first unquoted blank -> options and the rest of the line. */

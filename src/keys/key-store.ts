@@ -28,14 +28,25 @@ export class KeyStore {
     return this.set;
   }
 
-  /** Re-reads the file; if it cannot be read, the last good set stays in force. */
+  /**
+   * Re-reads the file. A missing file is an empty set: deleting it is how an
+   * administrator revokes every key, and it must not wait for a restart. A
+   * file that exists but cannot be read (permissions, I/O) keeps the last
+   * good set in force, and says so through `failed`.
+   */
   reload(): Promise<void> {
     this.loading = this.loading.then(async () => {
       let text: string;
       try {
         text = await readFile(this.path, 'utf8');
       } catch (error) {
-        this.events.failed(error as Error);
+        const code = (error as NodeJS.ErrnoException).code;
+        if (code !== 'ENOENT' && code !== 'ENOTDIR') {
+          this.events.failed(error as Error);
+          return;
+        }
+        this.set = { byBlob: new Map(), problems: [`${this.path}: does not exist: no key is authorized, every login is refused`] };
+        this.events.loaded(this.set);
         return;
       }
       this.set = parseAuthorizedKeys(text, this.path);

@@ -49,6 +49,22 @@ export function toFingerprint(blob: Buffer): string {
   return `SHA256:${createHash('sha256').update(blob).digest('base64').replace(/=+$/, '')}`;
 }
 
+/**
+ * What OpenSSH's own RSA checks refuse: with exponent 1, s^e mod n is s, so
+ * the PKCS#1 padding of any data "verifies" as its own signature, and anyone
+ * holding the public line could log in. An even exponent or modulus is no
+ * RSA key at all.
+ */
+function findRsaProblem(e: Buffer, n: Buffer): string | undefined {
+  // SSH mpints are two's complement: a set top bit is a negative number.
+  if ((e[0] ?? 0) & 0x80 || (n[0] ?? 0) & 0x80) return 'the RSA key has a negative exponent or modulus';
+  const exponent = e.length === 0 ? 0n : BigInt(`0x${e.toString('hex')}`);
+  if (exponent < 3n) return `the RSA public exponent is ${exponent}, it must be odd and at least 3: with it anyone could forge this key's signatures`;
+  if (exponent % 2n === 0n) return 'the RSA public exponent is even, it must be odd';
+  if (n.length === 0 || n[n.length - 1]! % 2 === 0) return 'the RSA modulus must be odd';
+  return undefined;
+}
+
 /** Pure: wire blob -> PublicKey, or an Error saying what is wrong with it. */
 export function parsePublicKeyBlob(blob: Buffer): PublicKey | Error {
   try {
@@ -61,8 +77,12 @@ export function parsePublicKeyBlob(blob: Buffer): PublicKey | Error {
       if (x.length !== 32) throw new Error('an ed25519 key is 32 bytes');
       keyObject = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: base64url(x) }, format: 'jwk' });
     } else if (type === 'ssh-rsa') {
-      const e = unsigned(reader.next());
-      const n = unsigned(reader.next());
+      const rawE = reader.next();
+      const rawN = reader.next();
+      const problem = findRsaProblem(rawE, rawN);
+      const e = unsigned(rawE);
+      const n = unsigned(rawN);
+      if (problem) throw new Error(problem);
       keyObject = createPublicKey({ key: { kty: 'RSA', e: base64url(e), n: base64url(n) }, format: 'jwk' });
       if ((keyObject.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw new Error('RSA keys shorter than 2048 bits are refused');
     } else if (type.startsWith('ecdsa-sha2-')) {

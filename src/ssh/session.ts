@@ -111,5 +111,8 @@ function record(conn: Connection, audit: AuditLog, command: string, outcome: Out
     ...(outcome.file ? { file: outcome.file } : {}),
     ...(outcome.message ? { error: outcome.message } : {}),
   });
-  conn.log.info({ server: outcome.server, wal: outcome.wal, result: outcome.result, exit: outcome.exit, bytes: outcome.bytes, ms }, 'request');
+  const fields = { server: outcome.server, wal: outcome.wal, result: outcome.result, exit: outcome.exit, bytes: outcome.bytes, ms };
+  // An unavailable answer (an archive path leading out, a decoder missing, an I/O error) needs a person: say why.
+  if (outcome.result === 'unavailable') conn.log.warn({ ...fields, error: outcome.message }, 'request');
+  else conn.log.info(fields, 'request');
 }

@@ -1,7 +1,7 @@
 // The walhub command as an administrator runs it: check, host-key, serve's
 // start-up refusals, and key reloads on a running server.
 import { execFile } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, rmdir, symlink, writeFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -195,10 +195,13 @@ describe('authorized_keys reloads on a running server', () => {
   });
 
   it('keeps the last good set when the file cannot be read, and logs why', async () => {
+    // It exists and reading it fails (EISDIR), even for root; a deleted file revokes every key instead (keys-hostile.test.ts).
     await rm(hub.authorizedKeys);
-    await hub.waitForLog((l) => l.msg === 'cannot read authorized keys; the last good set stays in force');
+    await mkdir(hub.authorizedKeys);
+    await hub.waitForLog((l) => l.msg === 'cannot read authorized keys; the last good set stays in force' && l.err === 'EISDIR: illegal operation on a directory, read');
     const result = await sshExec(hub, a, 'get-wal --test nosuch x');
     expect(result.status).toBe(3);
+    await rmdir(hub.authorizedKeys);
   });
 
   it('skips a bad line, keeps the rest, and re-reads on SIGHUP', async () => {

@@ -1,48 +1,43 @@
 // Commands written to escape: every one is exit 2 with one line, and nothing
 // outside the archive is opened. A FIFO outside the archive is the witness:
 // a writer blocked on it goes on only if somebody opens it for reading.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { constants } from 'node:fs';
-import { mkdir, open, symlink, writeFile } from 'node:fs/promises';
+import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { requireProgram } from '../helpers/programs.js';
+import { startFifoWitness, type FifoWitness } from '../helpers/fifo-witness.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { readFile } from 'node:fs/promises';
 
 let hub: Hub;
 let standby: ClientKey;
-let witness: ChildProcess;
-let witnessOpened = false;
+let witness: FifoWitness;
 
 beforeAll(async () => {
   hub = await startHub();
   standby = await createClientKey(hub.dir, 'standby-a');
   await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
   await mkdir(join(hub.archive, 'pg1', 'wals', '0000000100000000'), { recursive: true });
-  const fifo = join(hub.dir, 'outside-fifo');
-  await run(requireProgram('mkfifo', 'coreutils'), [fifo]);
+  witness = await startFifoWitness(join(hub.dir, 'outside-fifo'));
+  const fifo = witness.path;
   // Every escape route points at the FIFO: `..` from the server directory,
   // the archive root's parent, and a symlink planted in the archive.
   await symlink(fifo, join(hub.archive, 'pg1', 'wals', '0000000100000000', '000000010000000000000007'));
   await symlink(fifo, join(hub.archive, 'escape'));
   await writeFile(join(hub.dir, '000000010000000000000003'), 'outside the archive');
-  witness = spawn('/bin/sh', ['-c', `echo opened > ${fifo}`], { stdio: 'ignore' });
-  witness.on('exit', () => (witnessOpened = true));
   await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {
-  witness?.kill('SIGKILL');
+  witness?.stop();
   await hub?.stop();
 });
 
 describe('hostile commands', () => {
   it.each([
-    ['a parent directory as WAL name', 'get-wal pg1 ../../000000010000000000000003', 'invalid WAL name "../../000000010000000000000003"'],
-    ['an absolute path as WAL name', 'get-wal pg1 /etc/passwd', 'invalid WAL name "/etc/passwd"'],
+    ['a parent directory as WAL name', 'get-wal pg1 ../../000000010000000000000003', 'invalid WAL name "../../000000010000000000000003": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history'],
+    ['an absolute path as WAL name', 'get-wal pg1 /etc/passwd', 'invalid WAL name "/etc/passwd": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history'],
     ['a path as server ID', 'get-wal pg1/../escape 000000010000000000000003', 'invalid server ID "pg1/../escape"'],
     ['the parent as server ID', 'get-wal .. 000000010000000000000003', 'invalid server ID ".."'],
     ['an absolute server ID', 'get-wal /tmp 000000010000000000000003', 'invalid server ID "/tmp"'],
@@ -66,19 +61,19 @@ describe('hostile commands', () => {
     expect(stderr).toBe('walhub: the command contains a NUL byte\n');
   });
 
-  it('does not open a symlink in the archive that leads outside it', async () => {
+  it('does not open a symlink in the archive that leads outside it, and refuses it loudly (exit 5, not "not found")', async () => {
     const result = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000007');
-    expect(result.status).toBe(1);
+    expect(result.status).toBe(5);
+    expect(result.stderr).toBe(
+      'walhub: archive path wals/0000000100000000/000000010000000000000007 leads outside the server directory; refusing it (pg1 000000010000000000000007)\n',
+    );
   });
 
   it('opened nothing outside the archive through all of the above', async () => {
     await new Promise((r) => setTimeout(r, 200));
-    expect(witnessOpened).toBe(false);
-    // The witness works: opening the FIFO for reading, as walhub would have, releases it.
-    const reader = await open(join(hub.dir, 'outside-fifo'), constants.O_RDONLY | constants.O_NONBLOCK);
-    await new Promise((r) => setTimeout(r, 500));
-    await reader.close();
-    expect(witnessOpened).toBe(true);
+    expect(witness.opened()).toBe(false);
+    await witness.openItOnce();
+    expect(witness.opened()).toBe(true);
   });
 
   it('records a refused request in the audit log with the command as sent', async () => {
@@ -90,12 +85,6 @@ describe('hostile commands', () => {
     expect((long?.command as string).length).toBe(256);
   });
 });
-
-function run(program: string, args: string[]): Promise<void> {
-  return new Promise((resolve, reject) => {
-    spawn(program, args, { stdio: 'inherit' }).on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`${program} exited ${code}`))));
-  });
-}
 
 /** ssh2's own client, for bytes the OpenSSH client cannot put in a command (NUL). */
 async function execRaw(hub: Hub, key: ClientKey, command: string): Promise<{ status: number | null; stderr: string }> {

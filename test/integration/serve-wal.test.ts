@@ -125,8 +125,8 @@ describe('exit codes and the one line a person reads', () => {
     ['a WAL file not in the archive', 'get-wal pg1 0000000100000000000000FE', 1, 'walhub: WAL file not found in the archive (pg1 0000000100000000000000FE)\n'],
     ['a history file not in the archive', 'get-wal pg1 00000009.history', 1, 'walhub: WAL file not found in the archive (pg1 00000009.history)\n'],
     ['an unknown verb', 'cat /etc/passwd', 2, 'walhub: unknown command "cat": walhub only runs "get-wal SERVER WAL_NAME"\n'],
-    ['an invalid WAL name', 'get-wal pg1 000000010000000000000003.gz', 2, 'walhub: invalid WAL name "000000010000000000000003.gz"\n'],
-    ['a lower-case WAL name', 'get-wal pg1 00000001000000000000000a', 2, 'walhub: invalid WAL name "00000001000000000000000a"\n'],
+    ['an invalid WAL name', 'get-wal pg1 000000010000000000000003.gz', 2, 'walhub: invalid WAL name "000000010000000000000003.gz": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history\n'],
+    ['a lower-case WAL name', 'get-wal pg1 00000001000000000000000a', 2, 'walhub: invalid WAL name "00000001000000000000000a": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history\n'],
     ['an unknown option', 'get-wal --delete pg1 000000010000000000000003', 2, 'walhub: unknown option "--delete"\n'],
     ['a missing argument', 'get-wal pg1', 2, 'walhub: expected: get-wal [options] SERVER WAL_NAME\n'],
     ['an unknown server', 'get-wal pg9 000000010000000000000003', 3, 'walhub: unknown server, or not allowed for this key (pg9 000000010000000000000003)\n'],
@@ -194,7 +194,7 @@ describe('exit codes and the one line a person reads', () => {
 });
 
 describe('symlinks and paths that lead out of the archive', () => {
-  it('does not follow a symlink in the archive that points outside the server directory', async () => {
+  it('refuses loudly (exit 5, not "not found") a symlink in the archive that points outside the server directory', async () => {
     const outside = join(hub.dir, 'secret');
     await writeFile(outside, 'not WAL');
     const name = bumpSegment(nameOf(fixture.segments[0]!), 0x43);
@@ -202,7 +202,10 @@ describe('symlinks and paths that lead out of the archive', () => {
     await mkdir(join(link, '..'), { recursive: true });
     await symlink(outside, link);
     const result = await sshExec(hub, standby, `get-wal pg1 ${name}`);
-    expect(result.status).toBe(1);
+    expect(result.status).toBe(5);
+    expect(result.stderr).toBe(
+      `walhub: archive path wals/${name.slice(0, 16)}/${name} leads outside the server directory; refusing it (pg1 ${name})\n`,
+    );
     expect(result.bytes).toBe(0);
   });
 

@@ -8,6 +8,7 @@ import {
   type KeyEntry,
 } from '../../src/keys/authorized-keys.js';
 import { generateKey, makeKeyDir, type GeneratedKey } from './keygen.js';
+import { rsaBlobWith } from '../helpers/forged-rsa.js';
 
 const SOURCE = '/etc/walhub/authorized_keys';
 
@@ -122,6 +123,26 @@ describe('parseKeyLine', () => {
     ['a truncated key', () => `servers="pg1" ssh-ed25519 ${keys.ed25519.base64.slice(0, 40)} standby`, 'the key data is truncated'],
     ['a key of another type than the line says', () => `servers="pg1" ssh-rsa ${keys.ed25519.base64} standby`, 'the key says ssh-ed25519, the line says ssh-rsa'],
     ['a type without a key', () => `servers="pg1" ssh-ed25519`, 'expected [options] key-type base64-key [comment]'],
+    [
+      'a space instead of a comma between options',
+      () => `servers="pg1" expiry-time="20270101" ${keys.ed25519.publicLine}`,
+      'options are separated by commas, not spaces: put a comma instead of the blank before expiry-time="20270101"',
+    ],
+    [
+      'a space before a bare option',
+      () => `servers="pg1" no-pty ${keys.ed25519.publicLine}`,
+      'options are separated by commas, not spaces: put a comma instead of the blank before no-pty',
+    ],
+    [
+      'a from= block with host bits set',
+      () => `servers="pg1",from="10.1.2.3/16" ${keys.ed25519.publicLine}`,
+      'CIDR block "10.1.2.3/16" in from= has bits set past its /16 prefix, which OpenSSH refuses (the key could not log in); write "10.1.0.0/16"',
+    ],
+    [
+      'an RSA key with exponent 1',
+      () => `servers="pg1" ssh-rsa ${rsaBlobWith(keys.rsa.blob, Buffer.from([1])).toString('base64')} forged`,
+      "the RSA public exponent is 1, it must be odd and at least 3: with it anyone could forge this key's signatures",
+    ],
     [
       'a DSA key with options',
       () => `servers="pg1" ${keys.dsa.publicLine}`,

@@ -14,6 +14,7 @@ import {
   MAGIC_BYTES_NEEDED,
   type CompressionName,
 } from '../../src/archive/compression.js';
+import { DEFAULT_LIMITS } from '../../src/config.js';
 import { requireProgram } from '../helpers/programs.js';
 
 /** Something shaped like WAL: a page header, then records that compress, then zeros. */
@@ -43,9 +44,9 @@ async function decodeWith(decoder: Duplex, input: Buffer, chunkSize = 10_000): P
 }
 
 /** Compress with the real program, as Barman's archiver would have. */
-function compressWithProgram(program: string, debianPackage: string, input: Buffer): Buffer {
+function compressWithProgram(program: string, debianPackage: string, input: Buffer, args: string[] = []): Buffer {
   const path = requireProgram(program, debianPackage);
-  const result = spawnSync(path, ['-c'], { input, maxBuffer: 64 * 1024 * 1024 });
+  const result = spawnSync(path, ['-c', ...args], { input, maxBuffer: 64 * 1024 * 1024 });
   if (result.status !== 0) throw new Error(`${program} -c failed: ${result.stderr.toString()}`);
   return result.stdout;
 }
@@ -95,7 +96,9 @@ describe('createDecoderTable', () => {
   ] as const)('reports %s as missing, naming the %s program, when it is not on the path', (name, program) => {
     const table = createDecoderTable('');
     expect(table.decoders.has(name)).toBe(false);
-    expect(table.missing.get(name)).toBe(`${name} decoding needs the ${program} program, which is not installed`);
+    expect(table.missing.get(name)).toBe(
+      `${name} decoding needs the ${program} program, which is not installed: requests for ${name}-compressed files are answered exit 5 (unavailable)`,
+    );
   });
 
   it('decodes gzip, zstd and snappy in process, with no program on the path', () => {
@@ -155,7 +158,7 @@ describe('round trips through the decoder table', () => {
     expect(detectCompression(compressed)).toBe(name);
     const decoder = table.decoders.get(name);
     if (!decoder) throw new Error(`no ${name} decoder: ${table.missing.get(name)}`);
-    const decoded = await decodeWith(decoder(), compressed);
+    const decoded = await decodeWith(decoder(DEFAULT_LIMITS), compressed);
     expect(decoded.length).toBe(original.length);
     expect(decoded.equals(original)).toBe(true);
   });
@@ -164,6 +167,25 @@ describe('round trips through the decoder table', () => {
     const compressed = encode();
     const decoder = table.decoders.get(name);
     if (!decoder) throw new Error(`no ${name} decoder: ${table.missing.get(name)}`);
-    await expect(decodeWith(decoder(), compressed.subarray(0, compressed.length - 7))).rejects.toThrow();
+    await expect(decodeWith(decoder(DEFAULT_LIMITS), compressed.subarray(0, compressed.length - 7))).rejects.toThrow();
+  });
+});
+
+describe('decoder memory bounds', () => {
+  const table = createDecoderTable(process.env.PATH ?? '');
+  const MiB = 1024 * 1024;
+  // xz reading a pipe does not know the input's size, so the header asks for the whole dictionary.
+  const input = makeWalLikeBytes(64 * 1024);
+
+  it('refuses an xz file whose dictionary is larger than limits.max_decode_window (xz -M)', async () => {
+    const compressed = compressWithProgram('xz', 'xz-utils', input, ['--lzma2=preset=0,dict=32MiB']);
+    const decoder = table.decoders.get('xz')!;
+    await expect(decodeWith(decoder({ ...DEFAULT_LIMITS, maxDecodeWindow: 16 * MiB }), compressed)).rejects.toThrow(/Memory usage limit reached/);
+  });
+
+  it('decodes an xz file whose dictionary is exactly limits.max_decode_window', async () => {
+    const compressed = compressWithProgram('xz', 'xz-utils', input, ['--lzma2=preset=0,dict=16MiB']);
+    const decoder = table.decoders.get('xz')!;
+    expect((await decodeWith(decoder({ ...DEFAULT_LIMITS, maxDecodeWindow: 16 * MiB }), compressed)).equals(input)).toBe(true);
   });
 });

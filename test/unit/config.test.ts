@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_LIMITS, parseConfig, parseDuration, parseListenAddress, type Config } from '../../src/config.js';
+import { ConfigError, DEFAULT_LIMITS, parseConfig, parseDuration, parseListenAddress, parseSize, type Config } from '../../src/config.js';
 
 const FILE = '/etc/walhub/walhub.toml';
 
@@ -48,6 +48,8 @@ describe('parseConfig', () => {
       penaltyLoginTimeout: 10_000,
       penaltyMin: 15_000,
       penaltyMax: 600_000,
+      maxDecodeWindow: 16 * 1024 * 1024,
+      maxSegmentSize: 64 * 1024 * 1024,
     });
   });
 
@@ -83,6 +85,8 @@ penalty_auth_failure = "30s"
 penalty_login_timeout = "1m"
 penalty_min = "1m"
 penalty_max = "1h"
+max_decode_window = "8MiB"
+max_segment_size = "1GiB"
 `,
       FILE,
     );
@@ -115,6 +119,8 @@ penalty_max = "1h"
         penaltyLoginTimeout: 60_000,
         penaltyMin: 60_000,
         penaltyMax: 3_600_000,
+        maxDecodeWindow: 8 * 1024 * 1024,
+        maxSegmentSize: 1024 * 1024 * 1024,
       },
       fipsAlgorithms: true,
     });
@@ -149,7 +155,7 @@ penalty_max = "1h"
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
-      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_min, penalty_max)`,
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_min, penalty_max, max_decode_window, max_segment_size)`,
     ],
     ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
@@ -168,6 +174,12 @@ penalty_max = "1h"
     ['an IPv6 prefix of 129 bits', '[limits]\nper_source_ipv6_prefix = 129', `${FILE}: limits.per_source_ipv6_prefix: expected a prefix length from 1 to 128`],
     ['a penalty minimum above its maximum', '[limits]\npenalty_min = "2m"\npenalty_max = "1m"', `${FILE}: limits.penalty_min: must not be longer than limits.penalty_max`],
     ['fips_algorithms as a string', 'fips_algorithms = "yes"', `${FILE}: fips_algorithms: expected true or false`],
+    ['a window that is not a power of two', '[limits]\nmax_decode_window = "12MiB"', `${FILE}: limits.max_decode_window: expected a power-of-two size like "8MiB" or "16MiB", from 1MiB to 1GiB`],
+    ['a window in decimal megabytes', '[limits]\nmax_decode_window = "16MB"', `${FILE}: limits.max_decode_window: expected a power-of-two size like "8MiB" or "16MiB", from 1MiB to 1GiB`],
+    ['a window above 1 GiB', '[limits]\nmax_decode_window = "2GiB"', `${FILE}: limits.max_decode_window: expected a power-of-two size like "8MiB" or "16MiB", from 1MiB to 1GiB`],
+    ['a segment size below 1 MiB', '[limits]\nmax_segment_size = "512KiB"', `${FILE}: limits.max_segment_size: expected a power-of-two size like "16MiB" or "64MiB", from 1MiB to 1GiB`],
+    ['a segment size above 1 GiB', '[limits]\nmax_segment_size = "2GiB"', `${FILE}: limits.max_segment_size: expected a power-of-two size like "16MiB" or "64MiB", from 1MiB to 1GiB`],
+    ['a segment size as a negative number', '[limits]\nmax_segment_size = -1', `${FILE}: limits.max_segment_size: expected a power-of-two size like "16MiB" or "64MiB", from 1MiB to 1GiB`],
     ['a port alone', 'listen = ["2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "2222"`],
     ['an IPv6 address without brackets', 'listen = ["::1:2222"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "::1:2222"`],
     ['a port above 65535', 'listen = ["127.0.0.1:65536"]', `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "127.0.0.1:65536"`],
@@ -308,4 +320,21 @@ describe('parseListenAddress', () => {
       expect(parseListenAddress(text)).toBeUndefined();
     },
   );
+});
+
+describe('parseSize', () => {
+  it.each([
+    ['16MiB', 16 * 1024 * 1024],
+    ['512KiB', 512 * 1024],
+    ['1GiB', 1024 * 1024 * 1024],
+    ['1 GiB', 1024 * 1024 * 1024],
+    ['4096', 4096],
+    [4096, 4096],
+  ])('reads %j', (text, bytes) => {
+    expect(parseSize(text)).toBe(bytes);
+  });
+
+  it.each([['16MB'], ['16mib'], ['1.5MiB'], ['-1MiB'], [''], ['MiB'], [1.5], [-1], [true], ['99999999999999GiB']])('refuses %j', (text) => {
+    expect(parseSize(text)).toBeUndefined();
+  });
 });

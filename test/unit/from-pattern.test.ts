@@ -43,6 +43,14 @@ describe('parseFromPattern', () => {
     ['!10.1.2.3', '10.1.2.3', false],
     ['standby.example.com', '10.1.2.3', false],
     ['10.1.0.0/16, 10.2.0.0/16', '10.2.0.9', true],
+    // Patterns in IPv4-mapped form mean the IPv4 address: clients are matched in plain form.
+    ['::ffff:10.1.2.3', '10.1.2.3', true],
+    ['::ffff:10.1.2.3', '::ffff:10.1.2.3', true],
+    ['::FFFF:a01:203', '10.1.2.3', true],
+    ['::ffff:10.1.*', '10.1.9.9', true],
+    ['::ffff:10.1.0.0/112', '10.1.2.3', true],
+    ['::ffff:10.1.0.0/112', '10.2.2.3', false],
+    ['2001:DB8:0:0::1', '2001:db8::1', true],
   ])('from="%s" matches %s: %s', (source, address, expected) => {
     expect(pattern(source).matches(address)).toBe(expected);
   });
@@ -71,11 +79,44 @@ describe('parseFromPattern', () => {
     ['a lone !', '!', 'empty pattern in from="!"'],
     ['a space inside a pattern', '10.1.2 .3', 'bad pattern "10.1.2 .3" in from='],
     ['regex characters', '10.1.2.(3|4)', 'bad pattern "10.1.2.(3|4)" in from='],
+    [
+      'a block with host bits set (OpenSSH refuses the key)',
+      '10.1.2.3/16',
+      'CIDR block "10.1.2.3/16" in from= has bits set past its /16 prefix, which OpenSSH refuses (the key could not log in); write "10.1.0.0/16"',
+    ],
+    [
+      'an IPv6 block with host bits set',
+      '2001:db8::1/32',
+      'CIDR block "2001:db8::1/32" in from= has bits set past its /32 prefix, which OpenSSH refuses (the key could not log in); write "2001:db8::/32"',
+    ],
+    [
+      'an IPv4-mapped block with host bits set',
+      '::ffff:10.1.2.3/112',
+      'CIDR block "::ffff:10.1.2.3/112" in from= has bits set past its /16 prefix, which OpenSSH refuses (the key could not log in); write "10.1.0.0/16"',
+    ],
+    [
+      'an IPv4-mapped block wider than IPv4',
+      '::ffff:0.0.0.0/80',
+      'CIDR block "::ffff:0.0.0.0/80" in from= mixes IPv4-mapped and IPv6 addresses; write the IPv4 block it means',
+    ],
+    ['a zone in a block', 'fe80::%eth0/64', 'bad CIDR block "fe80::%eth0/64" in from='],
   ])('refuses %s', (_what, source, message) => {
     const result = parseFromPattern(source);
     expect(result).toBeInstanceOf(Error);
     expect((result as Error).message).toBe(message);
   });
+});
+
+describe('from= negations written in IPv4-mapped form', () => {
+  it.each([['::ffff:10.1.2.3'], ['::FFFF:a01:203'], ['::ffff:10.1.2.0/120'], ['::ffff:10.1.2.*']])(
+    'a negation written as %s refuses the IPv4 host it names (it used to let it in)',
+    (negation) => {
+      const from = pattern(`!${negation},10.1.0.0/16`);
+      expect(from.matches('10.1.2.3')).toBe(false);
+      expect(from.matches('::ffff:10.1.2.3')).toBe(false);
+      expect(from.matches('10.1.3.3')).toBe(true);
+    },
+  );
 });
 
 describe('toPlainAddress', () => {

@@ -174,22 +174,22 @@ describe('parseCommand', () => {
     [['get-wal', '', SEGMENT], 'invalid server ID ""'],
     [['get-wal', '-', SEGMENT], 'invalid server ID "-"'],
     [['get-wal', '--test', '../x', 'dummy_wal_name'], 'invalid server ID "../x"'],
-    [['get-wal', 'pg1', '../../etc/passwd'], 'invalid WAL name "../../etc/passwd"'],
-    [['get-wal', 'pg1', '00000001000000000000000a'], 'invalid WAL name "00000001000000000000000a"'],
-    [['get-wal', 'pg1', 'dummy_wal_name'], 'invalid WAL name "dummy_wal_name"'],
+    [['get-wal', 'pg1', '../../etc/passwd'], 'invalid WAL name "../../etc/passwd": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history'],
+    [['get-wal', 'pg1', '00000001000000000000000a'], 'invalid WAL name "00000001000000000000000a": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history'],
+    [['get-wal', 'pg1', 'dummy_wal_name'], 'invalid WAL name "dummy_wal_name": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history'],
   ])('refuses %j', (words, message) => {
     expect(refusal(words).message).toBe(message);
   });
 
   it('shows client text on one line, however it was typed', () => {
     const message = refusal(['get-wal', 'pg1', 'a\nb\u001b[31m']).message;
-    expect(message).toBe('invalid WAL name "a\\nb\\u001b[31m"');
+    expect(message).toBe('invalid WAL name "a\\nb\\u001b[31m": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history');
     expect(message).not.toMatch(/[\n\u001b]/);
   });
 
   it('cuts long client text short in messages', () => {
     const message = refusal(['get-wal', 'pg1', 'A'.repeat(5000)]).message;
-    expect(message).toBe(`invalid WAL name "${'A'.repeat(64)}..."`);
+    expect(message).toBe(`invalid WAL name "${'A'.repeat(64)}...": expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history`);
   });
 
   it('accepts the longest server ID and refuses one character more', () => {

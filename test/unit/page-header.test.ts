@@ -55,8 +55,8 @@ function wal(text: string): WalName {
   return parsed;
 }
 
-function problemOf(fields: Partial<HeaderFields>, name = '000000010000000000000003'): string | undefined {
-  return findPageZeroProblem(parseLongPageHeader(longHeader(fields))!, wal(name));
+function problemOf(fields: Partial<HeaderFields>, name = '000000010000000000000003', maxSegmentSize = 1024 * MiB): string | undefined {
+  return findPageZeroProblem(parseLongPageHeader(longHeader(fields))!, wal(name), maxSegmentSize);
 }
 
 describe('parseLongPageHeader', () => {
@@ -84,6 +84,16 @@ describe('parseLongPageHeader', () => {
 });
 
 describe('findPageZeroProblem', () => {
+  it('refuses a page header claiming 1 GiB segments when limits.max_segment_size is 64 MiB (a forged size makes a request stream 1 GiB)', () => {
+    expect(problemOf({ segSize: 1024 * MiB, pageaddr: 3n * 1024n * BigInt(MiB) }, '000000010000000000000003', 64 * MiB)).toBe(
+      'the page header says segments are 1024 MiB, above limits.max_segment_size (64 MiB)',
+    );
+  });
+
+  it('accepts 64 MiB segments when limits.max_segment_size is 64 MiB', () => {
+    expect(problemOf({ segSize: 64 * MiB, pageaddr: 3n * 64n * BigInt(MiB) }, '000000010000000000000003', 64 * MiB)).toBeUndefined();
+  });
+
   it('accepts the first page of 000000010000000000000003 (pageaddr 0/3000000)', () => {
     expect(problemOf({})).toBeUndefined();
   });

@@ -2,6 +2,7 @@ import { randomBytes, sign, type KeyObject } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isValidSignature, parsePublicKeyBlob, toFingerprint, type PublicKey } from '../../src/keys/public-key.js';
 import { generateKey, makeKeyDir, toPrivateKeyObject, type GeneratedKey } from './keygen.js';
+import { rsaBlobWith } from '../helpers/forged-rsa.js';
 
 /** SSH wire format: each part as uint32 length + bytes. */
 function wire(...parts: (string | Buffer)[]): Buffer {
@@ -85,6 +86,25 @@ describe('parsePublicKeyBlob', () => {
     const result = parsePublicKeyBlob(keys.rsa1024.blob);
     expect(result).toBeInstanceOf(Error);
     expect((result as Error).message).toBe('RSA keys shorter than 2048 bits are refused');
+  });
+
+  const rsaWith = (e: Buffer, n?: Buffer) => rsaBlobWith(keys.rsa2048.blob, e, n);
+
+  it.each([
+    ['exponent 1 (PKCS#1 padding alone would verify as a signature)', () => rsaWith(Buffer.from([1])), "the RSA public exponent is 1, it must be odd and at least 3: with it anyone could forge this key's signatures"],
+    ['exponent 0', () => rsaWith(Buffer.alloc(0)), "the RSA public exponent is 0, it must be odd and at least 3: with it anyone could forge this key's signatures"],
+    ['an even exponent', () => rsaWith(Buffer.from([1, 0, 0])), 'the RSA public exponent is even, it must be odd'],
+    ['a negative exponent', () => rsaWith(Buffer.from([0x81])), 'the RSA key has a negative exponent or modulus'],
+    ['an even modulus', () => rsaWith(Buffer.from([1, 0, 1]), Buffer.concat([Buffer.from([0]), Buffer.alloc(256, 0xfe)])), 'the RSA modulus must be odd'],
+  ])('refuses an RSA key with %s', (_what, blob, message) => {
+    const result = parsePublicKeyBlob(blob());
+    expect(result).toBeInstanceOf(Error);
+    expect((result as Error).message).toBe(message);
+  });
+
+  it('accepts the same modulus with exponent 3 and 65537', () => {
+    expect(parsePublicKeyBlob(rsaWith(Buffer.from([3])))).not.toBeInstanceOf(Error);
+    expect(parsePublicKeyBlob(rsaWith(Buffer.from([1, 0, 1])))).not.toBeInstanceOf(Error);
   });
 
   it('refuses a DSA key, naming its type', () => {

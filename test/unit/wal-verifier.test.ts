@@ -70,7 +70,7 @@ async function verify(chunks: Iterable<Buffer>, name = NAME, checkLaterPages = t
     },
   });
   try {
-    await pipeline(Readable.from(chunks, { objectMode: false }), new WalVerifier(wal(name), checkLaterPages), sink);
+    await pipeline(Readable.from(chunks, { objectMode: false }), new WalVerifier(wal(name), checkLaterPages, 64 * 1024 * 1024), sink);
     return { output: Buffer.concat(received) };
   } catch (error) {
     return { output: Buffer.concat(received), error };
@@ -186,7 +186,7 @@ describe('WalVerifier', () => {
     ['zeros', Buffer.alloc(SEGMENT_SIZE), /unknown WAL page magic/],
   ])('emits no byte before refusing %s', async (_what, bytes, message) => {
     for (const size of [1, 7, 40, 8191, SEGMENT_SIZE]) {
-      const verifier = new WalVerifier(wal(NAME), true);
+      const verifier = new WalVerifier(wal(NAME), true, 64 * 1024 * 1024);
       let emitted = 0;
       verifier.on('data', (chunk: Buffer) => {
         emitted += chunk.length;

@@ -1,7 +1,9 @@
+import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { compress } from 'zstd-napi';
 import { describe, expect, it } from 'vitest';
 import { createZstdDecoder } from '../../src/archive/zstd-decoder.js';
+import { requireProgram } from '../helpers/programs.js';
 
 const SEGMENT = 16 * 1024 * 1024;
 
@@ -18,7 +20,7 @@ async function drain(stream: NodeJS.ReadableStream): Promise<{ bytes: number; sh
 describe('createZstdDecoder', () => {
   it('decodes several frames back to the original bytes', async () => {
     const original = Buffer.concat([Buffer.alloc(1 << 20, 7), Buffer.from('x'.repeat(70_000)), Buffer.alloc(3 << 20)]);
-    const decoder = createZstdDecoder();
+    const decoder = createZstdDecoder(16 * 1024 * 1024);
     decoder.end(Buffer.concat([compress(original.subarray(0, 1 << 20)), compress(original.subarray(1 << 20))]));
     expect(await drain(decoder)).toEqual({ bytes: original.length, sha256: createHash('sha256').update(original).digest('hex') });
   });
@@ -27,7 +29,7 @@ describe('createZstdDecoder', () => {
     // What a WAL switch leaves: 16 MiB that compress to a few hundred bytes.
     const sparse = compress(Buffer.alloc(SEGMENT));
     expect(sparse.length).toBeLessThan(2048);
-    const decoder = createZstdDecoder();
+    const decoder = createZstdDecoder(16 * 1024 * 1024);
     decoder.end(sparse);
     await new Promise((r) => setTimeout(r, 200));
     // readableLength counts chunks here (the stream is in object mode): sum the bytes held.
@@ -39,14 +41,35 @@ describe('createZstdDecoder', () => {
 
   it('fails, never ends cleanly, on a truncated frame', async () => {
     const whole = compress(Buffer.from('y'.repeat(1 << 20)).map((_, i) => i % 251));
-    const decoder = createZstdDecoder();
+    const decoder = createZstdDecoder(16 * 1024 * 1024);
     decoder.end(whole.subarray(0, whole.length - 10));
     await expect(drain(decoder)).rejects.toThrow('the zstd stream ends in the middle of a frame');
   });
 
   it('fails on bytes that are not zstd', async () => {
-    const decoder = createZstdDecoder();
+    const decoder = createZstdDecoder(16 * 1024 * 1024);
     decoder.end(Buffer.concat([Buffer.from('28b52ffd', 'hex'), Buffer.alloc(64, 0xff)]));
     await expect(drain(decoder)).rejects.toThrow();
   });
+
+  it('refuses a frame asking for a window above its limit (zstd --long=27: 128 MiB from a file of a few KB)', async () => {
+    const bomb = compressWithZstd(Buffer.alloc(32 * 1024 * 1024), ['--long=27']);
+    const decoder = createZstdDecoder(16 * 1024 * 1024);
+    decoder.end(bomb);
+    await expect(drain(decoder)).rejects.toThrow('the zstd frame needs a window larger than 16 MiB (limits.max_decode_window)');
+  });
+
+  it('decodes a frame whose window is within its limit (zstd --long=24)', async () => {
+    const original = Buffer.alloc(20 * 1024 * 1024, 3);
+    const decoder = createZstdDecoder(16 * 1024 * 1024);
+    decoder.end(compressWithZstd(original, ['--long=24']));
+    expect((await drain(decoder)).bytes).toBe(original.length);
+  });
 });
+
+/** The zstd program, streaming from a pipe as an archiver would: the frame then declares its window, not its size. */
+function compressWithZstd(input: Buffer, args: string[]): Buffer {
+  const result = spawnSync(requireProgram('zstd', 'zstd'), ['-q', '-c', ...args], { input, maxBuffer: 64 * 1024 * 1024 });
+  if (result.status !== 0) throw new Error(`zstd failed: ${result.stderr.toString()}`);
+  return result.stdout;
+}
