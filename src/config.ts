@@ -18,6 +18,12 @@ export interface Limits {
   readonly maxTransfers: number;
   /** ms without any traffic after which an authenticated connection is dropped. */
   readonly idleTimeout: number;
+  /** get-wal transfers at once for one key, over all its connections. */
+  readonly maxTransfersPerKey: number;
+  /** ms a transfer may go without its client taking any data before it is ended. */
+  readonly stallTimeout: number;
+  /** ms a session channel may stay open without starting its command. */
+  readonly sessionStartTimeout: number;
 }
 
 export interface ServerEntry {
@@ -53,6 +59,10 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   maxConnections: 100,
   maxTransfers: 64,
   idleTimeout: 300_000,
+  // barman-wal-restore --parallel 8 fetches 8 files at once with one key.
+  maxTransfersPerKey: 8,
+  stallTimeout: 60_000,
+  sessionStartTimeout: 10_000,
 });
 
 /** Server IDs are directory names: no separators, no dot-only names. */
@@ -69,6 +79,9 @@ const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'coun
   max_connections: { field: 'maxConnections', kind: 'count' },
   max_transfers: { field: 'maxTransfers', kind: 'count' },
   idle_timeout: { field: 'idleTimeout', kind: 'duration' },
+  max_transfers_per_key: { field: 'maxTransfersPerKey', kind: 'count' },
+  stall_timeout: { field: 'stallTimeout', kind: 'duration' },
+  session_start_timeout: { field: 'sessionStartTimeout', kind: 'duration' },
 };
 
 export function loadConfig(file: string): Config {

@@ -38,6 +38,9 @@ describe('parseConfig', () => {
       maxConnections: 100,
       maxTransfers: 64,
       idleTimeout: 300_000,
+      maxTransfersPerKey: 8,
+      stallTimeout: 60_000,
+      sessionStartTimeout: 10_000,
     });
   });
 
@@ -65,6 +68,9 @@ max_startups = 20
 max_connections = 200
 max_transfers = 8
 idle_timeout = "10m"
+max_transfers_per_key = 4
+stall_timeout = "2m"
+session_start_timeout = "5s"
 `,
       FILE,
     );
@@ -88,6 +94,9 @@ idle_timeout = "10m"
         maxConnections: 200,
         maxTransfers: 8,
         idleTimeout: 600_000,
+        maxTransfersPerKey: 4,
+        stallTimeout: 120_000,
+        sessionStartTimeout: 5_000,
       },
     });
   });
@@ -112,12 +121,14 @@ idle_timeout = "10m"
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
-      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout)`,
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, max_transfers_per_key, stall_timeout, session_start_timeout)`,
     ],
     ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a negative duration', '[limits]\nidle_timeout = -5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a fractional duration', '[limits]\nidle_timeout = 1.5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
+    ['a stall timeout of 0', '[limits]\nstall_timeout = "0s"', `${FILE}: limits.stall_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
+    ['a per-key cap of 0', '[limits]\nmax_transfers_per_key = 0', `${FILE}: limits.max_transfers_per_key: expected a whole number from 1 to 100000`],
     ['a count of 0', '[limits]\nmax_auth_tries = 0', `${FILE}: limits.max_auth_tries: expected a whole number from 1 to 100000`],
     ['a fractional count', '[limits]\nmax_sessions = 2.5', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
     ['a count as a string', '[limits]\nmax_sessions = "10"', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
