@@ -2,9 +2,11 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { Connection as Ssh2Connection } from 'ssh2';
-import type { AuditLog, AuthFields, ConnectionFields } from '../audit/audit-log.js';
+import type { AuditLog, ConnectionFields } from '../audit/audit-log.js';
 import type { KeyEntry } from '../keys/authorized-keys.js';
 import { toPlainAddress } from '../keys/from-pattern.js';
+import { MAX_CLIENT_IDENT, toLoggable } from './loggable.js';
+import type { LoginAttempts } from './login-attempts.js';
 
 /** What walhub knows about one connection, from TCP accept to close. */
 export class Connection {
@@ -13,7 +15,8 @@ export class Connection {
   readonly remote: string;
   readonly startedAt = Date.now();
   readonly log: Logger;
-  authAttempts = 0;
+  /** Authentication attempts and refusals, from the first one (see auth.ts). */
+  login: LoginAttempts | undefined;
   openSessions = 0;
   requests = 0;
   clientIdent: string | undefined;
@@ -38,6 +41,9 @@ export class Connection {
     this.remoteAddress = toPlainAddress(address);
     this.remote = this.remoteAddress.includes(':') ? `[${this.remoteAddress}]:${port}` : `${this.remoteAddress}:${port}`;
     this.log = log.child({ conn: this.id, remote: this.remote });
+    // Registered before the listener's own 'close' handler: the refused-login
+    // record of a client that gave up comes before its disconnect record.
+    socket.once('close', () => this.login?.record());
   }
 
   fields(): ConnectionFields {
@@ -50,13 +56,9 @@ export class Connection {
     };
   }
 
-  refuseAuth(details: Omit<AuthFields, 'result'>): void {
-    // One line with the address and the reason, so fail2ban can match it.
-    this.log.warn({ user: details.user, key: details.key, reason: details.reason }, 'authentication refused');
-    this.audit.record('auth', { ...this.fields(), ...details, result: 'refused' });
-  }
-
   bindIdentity(entry: KeyEntry, user: string): void {
+    // Keys refused before this one (an agent offers several) keep their one record.
+    this.login?.record();
     this.identity = entry;
     this.user = user;
     this.log.info({ user, key: entry.key.fingerprint, key_name: entry.name }, 'authenticated');
@@ -79,7 +81,7 @@ export class Connection {
 
   attach(client: Ssh2Connection, ident: string): void {
     this.client = client;
-    this.clientIdent = ident;
+    this.clientIdent = toLoggable(ident, MAX_CLIENT_IDENT);
   }
 
   /** Says goodbye over SSH when it can; a peer that never answers is cut off soon after. */

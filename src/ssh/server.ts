@@ -8,6 +8,7 @@ import type { KeyStore } from '../keys/key-store.js';
 import { handleAuthentication } from './auth.js';
 import { Connection } from './connection.js';
 import type { HostKey } from './host-keys.js';
+import { RefusalLimiter } from './refusal-limiter.js';
 import { handleSession } from './session.js';
 
 export interface ServerDeps {
@@ -117,10 +118,15 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     ssh.injectSocket(socket);
   };
 
+  const refusals = new RefusalLimiter((address, suppressed) => {
+    const reason = `rate limit: ${suppressed} refused logins from this address not recorded`;
+    deps.log.warn({ address, suppressed }, 'refused logins not recorded');
+    deps.audit.record('auth', { conn: '-', remote: address, user: '-', method: '-', result: 'refused', reason, suppressed });
+  });
+  const authDeps = { user: config.user, keys: deps.keys, maxAuthTries: limits.maxAuthTries, audit: deps.audit, refusals };
+
   const handleClient = (client: ssh2.Connection, conn: Connection) => {
-    client.on('authentication', (ctx) =>
-      handleAuthentication(ctx, conn, { user: config.user, keys: deps.keys, maxAuthTries: limits.maxAuthTries }),
-    );
+    client.on('authentication', (ctx) => handleAuthentication(ctx, conn, authDeps));
     client.on('ready', () => {
       conn.onAuthenticated?.();
       conn.armIdle(limits.idleTimeout);
@@ -163,6 +169,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const conn of connections) conn.end();
       await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 3000).unref())]);
+      refusals.close();
     },
   };
 }

@@ -7,6 +7,7 @@ import { EXIT_STATUS } from '../errors.js';
 import { findLoginRefusal, type KeyEntry } from '../keys/authorized-keys.js';
 import type { KeyStore } from '../keys/key-store.js';
 import type { Connection } from './connection.js';
+import { MAX_MESSAGE, MAX_NAME, toLoggable } from './loggable.js';
 
 export interface SessionDeps {
   readonly hub: Hub;
@@ -68,7 +69,7 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
     channel.exit(outcome.exit);
     channel.end();
   }
-  if (outcome.internal) conn.log.error({ err: outcome.internal, command: command.slice(0, 256) }, 'request failed');
+  if (outcome.internal) conn.log.error({ err: outcome.internal, command: toLoggable(command, MAX_COMMAND_LENGTH_IN_AUDIT) }, 'request failed');
   record(conn, deps.audit, command, outcome, startedAt);
 }
 
@@ -98,18 +99,22 @@ function refuse(channel: ServerChannel, message: string, terminal: boolean): voi
 
 function record(conn: Connection, audit: AuditLog, command: string, outcome: Outcome, startedAt: number): void {
   const ms = Date.now() - startedAt;
+  // Every field the client wrote is cut and escaped: the grammar checks a WAL
+  // name only when it is used (`--test` takes any word), and messages quote the client.
+  const server = outcome.server !== undefined ? toLoggable(outcome.server, MAX_NAME) : undefined;
+  const wal = outcome.wal !== undefined ? toLoggable(outcome.wal, MAX_NAME) : undefined;
   audit.record('request', {
     ...conn.fields(),
-    command: command.slice(0, MAX_COMMAND_LENGTH_IN_AUDIT),
-    ...(outcome.server !== undefined ? { server: outcome.server } : {}),
-    ...(outcome.wal !== undefined ? { wal: outcome.wal } : {}),
+    command: toLoggable(command, MAX_COMMAND_LENGTH_IN_AUDIT),
+    ...(server !== undefined ? { server } : {}),
+    ...(wal !== undefined ? { wal } : {}),
     result: outcome.result,
     exit: outcome.exit ?? null,
     bytes: outcome.bytes,
     ms,
     ...(outcome.compression ? { compression: outcome.compression } : {}),
     ...(outcome.file ? { file: outcome.file } : {}),
-    ...(outcome.message ? { error: outcome.message } : {}),
+    ...(outcome.message ? { error: toLoggable(outcome.message, MAX_MESSAGE) } : {}),
   });
-  conn.log.info({ server: outcome.server, wal: outcome.wal, result: outcome.result, exit: outcome.exit, bytes: outcome.bytes, ms }, 'request');
+  conn.log.info({ server, wal, result: outcome.result, exit: outcome.exit, bytes: outcome.bytes, ms }, 'request');
 }
