@@ -3,13 +3,23 @@ import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { Connection as Ssh2Connection } from 'ssh2';
 import type { AuditLog, ConnectionFields } from '../audit/audit-log.js';
+import type { Outlet } from '../command/channel-sink.js';
 import type { KeyEntry } from '../keys/authorized-keys.js';
 import { toPlainAddress } from '../keys/from-pattern.js';
 import { MAX_CLIENT_IDENT, toLoggable } from './loggable.js';
 import type { LoginAttempts } from './login-attempts.js';
 
+/**
+ * Bytes that may wait in one connection's socket before its sessions stop
+ * handing ssh2 more. A few packets' worth keeps a fast client's pipe full;
+ * more is only memory a client that stopped reading makes walhub hold.
+ */
+const MAX_QUEUED_BYTES = 1024 * 1024;
+/** How often a blocked sender looks again when no 'drain' comes (key re-exchange ends, socket closes). */
+const RECHECK_MS = 50;
+
 /** What walhub knows about one connection, from TCP accept to close. */
-export class Connection {
+export class Connection implements Outlet {
   readonly id = randomBytes(6).toString('hex');
   readonly remoteAddress: string;
   readonly remote: string;
@@ -30,6 +40,8 @@ export class Connection {
 
   /** Set once the client has sent its ident line and ssh2 has taken over. */
   private client: Ssh2Connection | undefined;
+  /** One shared wait for the socket's next progress, however many sessions wait. */
+  private progress: Promise<void> | undefined;
 
   constructor(
     private readonly socket: Socket,
@@ -82,6 +94,55 @@ export class Connection {
   attach(client: Ssh2Connection, ident: string): void {
     this.client = client;
     this.clientIdent = toLoggable(ident, MAX_CLIENT_IDENT);
+  }
+
+  async waitForRoom(signal: AbortSignal): Promise<void> {
+    while (this.socket.writableLength > MAX_QUEUED_BYTES || this.isRekeying()) await this.waitForProgress(signal);
+  }
+
+  waitForProgress(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void this.nextProgress().then(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  written(): number {
+    return this.socket.bytesWritten;
+  }
+
+  /** Node counts bytes still queued in bytesWritten; writableLength is what the kernel has not yet taken. */
+  taken(): number {
+    return this.socket.bytesWritten - this.socket.writableLength;
+  }
+
+  private nextProgress(): Promise<void> {
+    this.progress ??= new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        clearTimeout(timer);
+        this.progress = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, RECHECK_MS);
+      this.socket.once('drain', done);
+    });
+    return this.progress;
+  }
+
+  /**
+   * During a key re-exchange ssh2 queues every packet in memory, without
+   * limit, until the exchange ends (ssh2 1.17 Protocol: `_kexinit` is set from
+   * KEXINIT to NEWKEYS; internal, no public event covers the whole span).
+   */
+  private isRekeying(): boolean {
+    const protocol = (this.client as unknown as { _protocol?: { _kexinit?: unknown } } | undefined)?._protocol;
+    return protocol?._kexinit !== undefined;
   }
 
   /** Says goodbye over SSH when it can; a peer that never answers is cut off soon after. */

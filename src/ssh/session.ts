@@ -37,7 +37,7 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
     started = true;
     const channel = accept();
     refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)', ptyRequested);
-    record(conn, deps.audit, '', { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
+    record(conn, deps.audit, '', { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
   });
 
   session.on('exec', (accept, reject, info) => {
@@ -47,7 +47,7 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
     const startedAt = Date.now();
     if (ptyRequested) {
       refuse(channel, 'walhub does not allocate a terminal; run ssh with -T (WAL would be mangled by a tty)', true);
-      record(conn, deps.audit, info.command, { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
+      record(conn, deps.audit, info.command, { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
       return;
     }
     void serve(channel, info.command, conn, deps, startedAt);
@@ -63,7 +63,7 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
   conn.requests++;
   const key = toCurrentEntry(conn, deps.keys);
   const outcome = key
-    ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal })
+    ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal, outlet: conn })
     : refuseRevoked(channel);
   if (outcome.exit !== undefined && !aborter.signal.aborted) {
     channel.exit(outcome.exit);
@@ -87,7 +87,7 @@ function toCurrentEntry(conn: Connection, keys: KeyStore): KeyEntry | undefined 
 function refuseRevoked(channel: ServerChannel): Outcome {
   const message = 'this key is no longer authorized';
   channel.stderr.write(`walhub: ${message}\n`);
-  return { bytes: 0, exit: EXIT_STATUS.DENIED, result: 'denied', message };
+  return { bytes: 0, handed: 0, exit: EXIT_STATUS.DENIED, result: 'denied', message };
 }
 
 function refuse(channel: ServerChannel, message: string, terminal: boolean): void {
