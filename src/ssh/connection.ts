@@ -34,6 +34,8 @@ export class Connection implements Outlet {
   closeReason: string | undefined;
   onAuthenticated: (() => void) | undefined;
   private idle: NodeJS.Timeout | undefined;
+  private idleMs: number | undefined;
+  private commandsRunning = 0;
   /** Set only after a verified signature (see auth.ts). */
   identity: KeyEntry | undefined;
   user: string | undefined;
@@ -77,10 +79,16 @@ export class Connection implements Outlet {
     this.audit.record('auth', { ...this.fields(), user, method: 'publickey', result: 'ok' });
   }
 
-  /** A connection with no open session is closed after `ms` (ControlPersist masters hold them open). */
+  /**
+   * A connection with no command running is closed after `ms`: ControlPersist
+   * masters hold connections open, and a session that runs nothing (closed
+   * after session_start_timeout, or never confirmed closed by its client)
+   * must not keep one alive.
+   */
   armIdle(ms: number): void {
+    this.idleMs = ms;
     this.clearIdle();
-    if (this.openSessions > 0) return;
+    if (this.commandsRunning > 0) return;
     this.idle = setTimeout(() => {
       this.closeReason = 'idle timeout';
       this.end();
@@ -89,6 +97,16 @@ export class Connection implements Outlet {
 
   clearIdle(): void {
     clearTimeout(this.idle);
+  }
+
+  startCommand(): void {
+    this.commandsRunning++;
+    this.clearIdle();
+  }
+
+  endCommand(): void {
+    this.commandsRunning--;
+    if (this.commandsRunning === 0 && this.idleMs !== undefined) this.armIdle(this.idleMs);
   }
 
   attach(client: Ssh2Connection, ident: string): void {

@@ -125,6 +125,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   });
   const authDeps = { user: config.user, keys: deps.keys, maxAuthTries: limits.maxAuthTries, audit: deps.audit, refusals };
 
+  const sessionDeps = { hub: deps.hub, audit: deps.audit, keys: deps.keys, startTimeout: limits.sessionStartTimeout };
+
   const handleClient = (client: ssh2.Connection, conn: Connection) => {
     client.on('authentication', (ctx) => handleAuthentication(ctx, conn, authDeps));
     client.on('ready', () => {
@@ -133,14 +135,10 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       client.on('session', (accept, reject) => {
         if (conn.openSessions >= limits.maxSessions || closing) return reject();
         conn.openSessions++;
-        conn.clearIdle();
         const session = accept();
         // ssh2 emits 'close' on the session once its channel is closed.
-        session.once('close', () => {
-          conn.openSessions--;
-          conn.armIdle(limits.idleTimeout);
-        });
-        handleSession(session, conn, { hub: deps.hub, audit: deps.audit, keys: deps.keys });
+        session.once('close', () => conn.openSessions--);
+        handleSession(session, conn, client, sessionDeps);
       });
     });
   };

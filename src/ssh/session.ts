@@ -1,4 +1,4 @@
-import type { ServerChannel, Session } from 'ssh2';
+import type { Connection as Ssh2Connection, ServerChannel, Session } from 'ssh2';
 import type { AuditLog } from '../audit/audit-log.js';
 import { MAX_COMMAND_LENGTH_IN_AUDIT } from '../audit/audit-log.js';
 import type { Hub } from '../command/get-wal.js';
@@ -13,6 +13,8 @@ export interface SessionDeps {
   readonly hub: Hub;
   readonly audit: AuditLog;
   readonly keys: KeyStore;
+  /** ms a session may stay open without starting its command. */
+  readonly startTimeout: number;
 }
 
 /**
@@ -23,9 +25,16 @@ export interface SessionDeps {
  * Every other request (env, subsystem, x11, agent) has no listener, so ssh2
  * refuses it.
  */
-export function handleSession(session: Session, conn: Connection, deps: SessionDeps): void {
+export function handleSession(session: Session, conn: Connection, client: Ssh2Connection, deps: SessionDeps): void {
   let ptyRequested = false;
   let started = false;
+  // A session that never starts would hold a session slot, and its connection, for good.
+  const startTimer = setTimeout(() => {
+    started = true;
+    conn.log.info({ ms: deps.startTimeout }, 'session closed: no command started');
+    closeSession(client, session);
+  }, deps.startTimeout);
+  session.once('close', () => clearTimeout(startTimer));
 
   session.on('pty', (accept) => {
     ptyRequested = true;
@@ -35,6 +44,7 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
   session.on('shell', (accept, reject) => {
     if (started) return reject?.();
     started = true;
+    clearTimeout(startTimer);
     const channel = accept();
     refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)', ptyRequested);
     record(conn, deps.audit, '', { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
@@ -43,6 +53,7 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
   session.on('exec', (accept, reject, info) => {
     if (started) return reject?.();
     started = true;
+    clearTimeout(startTimer);
     const channel = accept();
     const startedAt = Date.now();
     if (ptyRequested) {
@@ -50,8 +61,23 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
       record(conn, deps.audit, info.command, { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
       return;
     }
-    void serve(channel, info.command, conn, deps, startedAt);
+    conn.startCommand();
+    void serve(channel, info.command, conn, deps, startedAt).finally(() => conn.endCommand());
   });
+}
+
+/**
+ * Closes a session channel on which no command ever started. ssh2 1.17 has
+ * no public call for it (a Session gets a channel object only with exec or
+ * shell), so this sends CHANNEL_CLOSE through its protocol object and marks
+ * the session ending, which makes ssh2 refuse any request that comes after.
+ */
+function closeSession(client: Ssh2Connection, session: Session): void {
+  const internals = session as unknown as { _ending: boolean; _chanInfo: { outgoing: { id: number } } };
+  const protocol = (client as unknown as { _protocol: { channelClose(id: number): void } })._protocol;
+  if (internals._ending) return;
+  internals._ending = true;
+  protocol.channelClose(internals._chanInfo.outgoing.id);
 }
 
 async function serve(channel: ServerChannel, command: string, conn: Connection, deps: SessionDeps, startedAt: number): Promise<void> {

@@ -36,3 +36,23 @@ export function grantHugeWindow(client: ssh2.Client, channel: ssh2.ClientChannel
 export function stopReading(client: ssh2.Client): void {
   (client as unknown as { _sock: { pause(): void } })._sock.pause();
 }
+
+/**
+ * Opens a session channel and sends nothing on it (no exec, no shell): ssh2's
+ * public API always follows the open with a request, so this goes through its
+ * channel manager and protocol object (internal, ssh2 1.17 client.js openChannel).
+ */
+export function openBareSession(client: ssh2.Client): Promise<ssh2.ClientChannel> {
+  const internals = client as unknown as {
+    _chanMgr: { add(callback: unknown): number };
+    _protocol: { session(localChannel: number, window: number, packetSize: number): void };
+  };
+  return new Promise((resolve, reject) => {
+    // Read (and drop) whatever comes, so that the channel emits 'close' when walhub closes it.
+    const opened = Object.assign((error: Error | undefined, channel: ssh2.ClientChannel) => (error ? reject(error) : resolve(channel.resume())), {
+      type: 'session',
+    });
+    const local = internals._chanMgr.add(opened);
+    internals._protocol.session(local, 2 * 1024 * 1024, 32 * 1024);
+  });
+}
