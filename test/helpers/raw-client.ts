@@ -56,3 +56,12 @@ export function openBareSession(client: ssh2.Client): Promise<ssh2.ClientChannel
     internals._protocol.session(local, 2 * 1024 * 1024, 32 * 1024);
   });
 }
+
+/**
+ * Starts a key re-exchange and stops reading TCP, so that it never ends:
+ * ssh2 queues every packet walhub sends meanwhile in memory (internal, ssh2 1.17 Protocol.rekey).
+ */
+export function startEndlessRekey(client: ssh2.Client): void {
+  (client as unknown as { _protocol: { rekey(): void } })._protocol.rekey();
+  stopReading(client);
+}

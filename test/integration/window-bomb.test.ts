@@ -7,7 +7,7 @@ import type ssh2 from 'ssh2';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
 import { startHub, type Hub } from '../helpers/hub.js';
 import { rssMiB, sampleRss } from '../helpers/proc.js';
-import { connectRaw, execRaw, grantHugeWindow, stopReading } from '../helpers/raw-client.js';
+import { connectRaw, execRaw, grantHugeWindow, startEndlessRekey, stopReading } from '../helpers/raw-client.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
@@ -32,39 +32,51 @@ afterAll(async () => {
   await hub?.stop();
 });
 
-it('window-adjust bomb: 4 connections x 10 stalled sessions with a 4 GiB window grow RSS by less than 200 MiB and are not audited ok', async () => {
+/** 4 connections x 10 sessions of get-wal, each with a ~4 GiB window, then `stall` each client. */
+async function bomb(stall: (client: ssh2.Client) => void): Promise<{ clients: ssh2.Client[]; conns: Set<string> }> {
+  const seen = hub.logLines.length;
+  const clients: ssh2.Client[] = [];
+  for (let c = 0; c < CONNECTIONS; c++) {
+    const client = await connectRaw(hub, standby);
+    clients.push(client);
+    const channels = await Promise.all(
+      Array.from({ length: SESSIONS }, (_, s) => execRaw(client, `get-wal pg1 ${segments[(c + s) % segments.length]!.name}`)),
+    );
+    for (const channel of channels) {
+      channel.pause();
+      grantHugeWindow(client, channel);
+    }
+    stall(client);
+  }
+  const conns = new Set(hub.logLines.slice(seen).filter((l) => l.msg === 'authenticated').map((l) => l.conn as string));
+  return { clients, conns };
+}
+
+async function requestRecords(conns: Set<string>) {
+  return (await hub.audit()).filter((r) => r.event === 'request' && conns.has(r.conn as string));
+}
+
+it.each([
+  ['stops reading TCP', stopReading],
+  ['starts a key re-exchange it never finishes (ssh2 queues packets in memory meanwhile)', startEndlessRekey],
+])('window-adjust bomb: 4 connections x 10 sessions with a 4 GiB window whose client %s grow RSS by less than 200 MiB and are not audited ok', async (what, stall) => {
   const pid = hub.process.pid!;
   const baseline = await rssMiB(pid);
   const rss = sampleRss(pid);
-  const clients: ssh2.Client[] = [];
-  const conns = new Set<string>();
+  let clients: ssh2.Client[] = [];
   try {
-    for (let c = 0; c < CONNECTIONS; c++) {
-      const client = await connectRaw(hub, standby);
-      clients.push(client);
-      const channels = await Promise.all(
-        Array.from({ length: SESSIONS }, (_, s) => execRaw(client, `get-wal pg1 ${segments[(c + s) % segments.length]!.name}`)),
-      );
-      for (const channel of channels) {
-        channel.pause();
-        grantHugeWindow(client, channel);
-      }
-      stopReading(client);
-    }
+    const attack = await bomb(stall);
+    clients = attack.clients;
     // Long enough for 640 MiB to be pushed at the socket many times over, short of the stall timeout.
     await new Promise((r) => setTimeout(r, 3000));
-    for (const line of hub.logLines) if (line.msg === 'authenticated') conns.add(line.conn as string);
-    const okWhileStalled = (await hub.audit()).filter((r) => r.event === 'request' && r.result === 'ok' && conns.has(r.conn as string));
-    console.log(`window-adjust bomb: RSS ${baseline.toFixed(0)} MiB before, peak ${rss.peak().toFixed(0)} MiB; ${okWhileStalled.length} transfers audited ok while stalled`);
+    const okWhileStalled = (await requestRecords(attack.conns)).filter((r) => r.result === 'ok');
+    console.log(`window-adjust bomb, client ${what}: RSS ${baseline.toFixed(0)} MiB before, peak ${rss.peak().toFixed(0)} MiB; ${okWhileStalled.length} transfers audited ok while stalled`);
     expect(okWhileStalled).toEqual([]);
     expect(rss.peak() - baseline).toBeLessThan(200);
 
     // The stall timeout ends them: aborted, with the reason.
-    await expect
-      .poll(async () => (await hub.audit()).filter((r) => r.event === 'request' && conns.has(r.conn as string)).length, { timeout: 20_000 })
-      .toBe(CONNECTIONS * SESSIONS);
-    const records = (await hub.audit()).filter((r) => r.event === 'request' && conns.has(r.conn as string));
-    for (const record of records) {
+    await expect.poll(async () => (await requestRecords(attack.conns)).length, { timeout: 20_000 }).toBe(CONNECTIONS * SESSIONS);
+    for (const record of await requestRecords(attack.conns)) {
       expect(record).toMatchObject({ result: 'aborted', error: 'stalled: no data taken for 4 s' });
       expect(record.bytes as number).toBeLessThan(16 * 1024 * 1024);
     }
@@ -72,7 +84,7 @@ it('window-adjust bomb: 4 connections x 10 stalled sessions with a 4 GiB window 
     rss.stop();
     for (const client of clients) client.end();
   }
-  console.log(`window-adjust bomb: peak RSS ${rss.peak().toFixed(0)} MiB`);
+  console.log(`window-adjust bomb, client ${what}: peak RSS ${rss.peak().toFixed(0)} MiB`);
   // And walhub still serves.
   const after = await sshExec(hub, standby, `get-wal pg1 ${segments[0]!.name}`);
   expect(after.status).toBe(0);
