@@ -17,6 +17,7 @@ import type { LoginAttempts } from './login-attempts.js';
 const MAX_QUEUED_BYTES = 1024 * 1024;
 /** How often a blocked sender looks again when no 'drain' comes (key re-exchange ends, socket closes). */
 const RECHECK_MS = 50;
+const EMPTY = Buffer.alloc(0);
 
 /** What walhub knows about one connection, from TCP accept to close. */
 export class Connection implements Outlet {
@@ -44,6 +45,9 @@ export class Connection implements Outlet {
   private client: Ssh2Connection | undefined;
   /** One shared wait for the socket's next progress, however many sessions wait. */
   private progress: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  /** At most one empty write waits in the socket (see nextProgress). */
+  private flushWatched = false;
 
   constructor(
     private readonly socket: Socket,
@@ -144,11 +148,22 @@ export class Connection implements Outlet {
       const done = () => {
         this.socket.off('drain', done);
         clearTimeout(timer);
-        this.progress = undefined;
+        this.progress = this.wake = undefined;
         resolve();
       };
       const timer = setTimeout(done, RECHECK_MS);
       this.socket.once('drain', done);
+      this.wake = done;
+      // 'drain' comes only after a write was refused; an empty write's callback
+      // says when everything written before it has gone to the kernel, so the
+      // end of a transfer is seen at once, not at the next recheck.
+      if (!this.flushWatched && this.socket.writableLength > 0 && this.socket.writable) {
+        this.flushWatched = true;
+        this.socket.write(EMPTY, () => {
+          this.flushWatched = false;
+          this.wake?.();
+        });
+      }
     });
     return this.progress;
   }
