@@ -53,16 +53,19 @@ export function createChannelSink(
 ): { sink: Writable; signal: AbortSignal } {
   const stall = new AbortController();
   const signal = AbortSignal.any([options.signal, stall.signal]);
-  const pending: { mark: number; bytes: number }[] = [];
+  /** Chunks handed to the socket, not yet all taken: socket offsets where their packets start and end. */
+  const pending: { start: number; end: number; bytes: number }[] = [];
   let progressAt = Date.now();
+  let lastTaken = outlet.taken();
   let waitingSince: number | undefined;
 
   const settle = () => {
     const taken = outlet.taken();
-    while (pending.length > 0 && pending[0]!.mark <= taken) {
-      progress.bytes += pending.shift()!.bytes;
-      progressAt = Date.now();
-    }
+    // Any byte of our packets taken is progress: a slow reader is not a stalled one,
+    // even while a whole 64 KiB chunk takes it minutes.
+    if (taken > lastTaken && pending.length > 0 && taken > pending[0]!.start) progressAt = Date.now();
+    lastTaken = taken;
+    while (pending.length > 0 && pending[0]!.end <= taken) progress.bytes += pending.shift()!.bytes;
   };
   /** Only time spent waiting on the client counts towards a stall, not a slow decoder. */
   const onClient = async (wait: () => Promise<void>) => {
@@ -86,10 +89,11 @@ export function createChannelSink(
       onClient(async () => {
         await outlet.waitForRoom(signal);
         progress.handed += chunk.length;
+        const start = outlet.written();
         // Done when the channel has taken the chunk on (sent it within the SSH
         // window), not merely queued it: at most one chunk waits in the channel.
         await new Promise<void>((resolve, reject) => out.write(chunk, (error) => (error ? reject(error) : resolve())));
-        pending.push({ mark: outlet.written(), bytes: chunk.length });
+        pending.push({ start, end: outlet.written(), bytes: chunk.length });
         settle();
       }).then(() => callback(), callback);
     },

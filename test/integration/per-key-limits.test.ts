@@ -2,6 +2,7 @@
 // whose fetches all stall holds at most max_transfers_per_key slots, and only
 // until stall_timeout; another key's fetches meanwhile all succeed.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
 import { startHub, type Hub } from '../helpers/hub.js';
@@ -88,4 +89,22 @@ it('one key with 20 stalled fetches cannot keep another key from its 20; the sta
   await expect.poll(() => heldOpen(hub.process.pid!, hub.archive), { timeout: 5000 }).toEqual({ files: [], children: 0 });
   rss.stop();
   console.log(`per-key limits: hub peak RSS ${rss.peak().toFixed(0)} MiB`);
+});
+
+it('does not cut off a slow reader that keeps taking data, however long the file takes', async () => {
+  const plain = segments[2]!;
+  // The real ssh client reads the channel only as fast as its stdout is read.
+  const child = spawn(requireProgram('ssh', 'openssh-client'), [...sshArgs(hub, other), `get-wal pg1 ${plain.name}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  stalled.push(child);
+  const hash = createHash('sha256');
+  const started = Date.now();
+  // At most 64 KiB every 20 ms, about 3 MiB/s: the 16 MiB file takes over 5 s, past the 2 s stall_timeout.
+  for await (const chunk of child.stdout!) {
+    hash.update(chunk as Buffer);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  const status = await new Promise<number | null>((resolve) => (child.exitCode !== null ? resolve(child.exitCode) : child.once('close', resolve)));
+  expect(Date.now() - started).toBeGreaterThan(3000);
+  expect(status).toBe(0);
+  expect(hash.digest('hex')).toBe(plain.sha256);
 });
