@@ -40,6 +40,12 @@ export interface Limits {
   readonly maxDecodeWindow: number;
   /** bytes: the largest WAL segment size a page header may claim (initdb --wal-segsize). */
   readonly maxSegmentSize: number;
+  /** get-wal transfers at once for one key, over all its connections. */
+  readonly maxTransfersPerKey: number;
+  /** ms a transfer may go without its client taking any data before it is ended. */
+  readonly stallTimeout: number;
+  /** ms a session channel may stay open without starting its command. */
+  readonly sessionStartTimeout: number;
 }
 
 export interface ServerEntry {
@@ -97,6 +103,10 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   // only --long asks for more. Each transfer may hold one such window.
   maxDecodeWindow: 16 * MIB,
   maxSegmentSize: 64 * MIB,
+  // barman-wal-restore --parallel 8 fetches 8 files at once with one key.
+  maxTransfersPerKey: 8,
+  stallTimeout: 60_000,
+  sessionStartTimeout: 10_000,
 });
 
 /** Server IDs are directory names: no separators, no dot-only names. */
@@ -123,6 +133,9 @@ const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: LimitKind }> = {
   penalty_max: { field: 'penaltyMax', kind: 'duration' },
   max_decode_window: { field: 'maxDecodeWindow', kind: 'window' },
   max_segment_size: { field: 'maxSegmentSize', kind: 'segment' },
+  max_transfers_per_key: { field: 'maxTransfersPerKey', kind: 'count' },
+  stall_timeout: { field: 'stallTimeout', kind: 'duration' },
+  session_start_timeout: { field: 'sessionStartTimeout', kind: 'duration' },
 };
 
 /** How each kind of limit is read, and what to say when it cannot be; max_startups may set three fields at once. */

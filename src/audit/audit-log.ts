@@ -23,6 +23,12 @@ export interface AuthFields {
   method: string;
   result: 'ok' | 'refused';
   reason?: string;
+  /** Refused: the attempts this connection made (one record per connection). */
+  attempts?: number;
+  /** Refused: the fingerprints offered, in order, at most 10. */
+  keys?: string[];
+  /** A rate-limit summary: refused logins from this address that got no record. */
+  suppressed?: number;
 }
 
 export interface RequestFields {

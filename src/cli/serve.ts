@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createAuditLog } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
-import type { Hub } from '../command/get-wal.js';
+import { createTransferCounts, type Hub } from '../command/get-wal.js';
 import { loadConfig } from '../config.js';
 import { KeyStore } from '../keys/key-store.js';
 import { createProgramLog } from '../log.js';
@@ -63,7 +63,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
 
     const decoders = createDecoderTable();
     for (const reason of decoders.missing.values()) log.info(reason);
-    const hub: Hub = { config, decoders, transfers: { active: 0 } };
+    const hub: Hub = { config, decoders, transfers: createTransferCounts() };
     const audit = createAuditLog(config.auditLog);
     const server = await startServer({ hub, keys, hostKeys, audit, log, version: VERSION });
     for (const address of server.addresses) {

@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Writable, type Duplex, type Readable, type Transform } from 'node:stream';
+import type { Duplex, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDirectory, toArchiveReadError } from '../archive/lookup.js';
 import { openWal, toStages } from '../archive/open-wal.js';
@@ -8,22 +8,34 @@ import type { CompressionName, DecoderTable } from '../archive/compression.js';
 import type { Config } from '../config.js';
 import { WalhubError } from '../errors.js';
 import { mayRead, type KeyEntry } from '../keys/authorized-keys.js';
+import { createChannelSink, TransferStalled, type Outlet, type SinkProgress } from './channel-sink.js';
 import type { GetWalRequest } from './grammar.js';
 
 /** What start-up builds for every request: looked up, never re-read. */
 export interface Hub {
   readonly config: Config;
   readonly decoders: DecoderTable;
-  readonly transfers: { active: number };
+  readonly transfers: TransferCounts;
+}
+
+/** Transfers running now: in all, and per key (by fingerprint). */
+export interface TransferCounts {
+  active: number;
+  readonly byKey: Map<string, number>;
+}
+
+export function createTransferCounts(): TransferCounts {
+  return { active: 0, byKey: new Map() };
 }
 
 export interface Io {
   readonly stdout: Writable;
   readonly signal: AbortSignal;
+  /** The connection under stdout, for flow control (see channel-sink.ts). */
+  readonly outlet: Outlet;
 }
 
-export interface Transfer {
-  bytes: number;
+export interface Transfer extends SinkProgress {
   compression?: CompressionName;
   file?: string;
 }
@@ -41,12 +53,12 @@ export async function resolveServerDir(hub: Hub, key: KeyEntry, server: string):
 
 /**
  * Streams one WAL file to `io.stdout`, decoded and checked. Throws a
- * WalhubError; `transfer.bytes` tells the caller whether anything was sent.
+ * WalhubError or TransferStalled; `transfer.handed` tells the caller whether stdout has begun.
  */
 export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: Hub, io: Io, transfer: Transfer): Promise<void> {
   const serverDir = await resolveServerDir(hub, key, request.server);
   if (request.test) {
-    transfer.bytes += write(io.stdout, `Ready to retrieve WAL files from the server ${request.server}\n`);
+    transfer.bytes = transfer.handed = write(io.stdout, `Ready to retrieve WAL files from the server ${request.server}\n`);
     return;
   }
   if (request.gzip || request.bzip2 || request.keepCompression) {
@@ -54,21 +66,33 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
   }
   if (request.peek !== undefined) {
     const names = await peekWalNames(serverDir, request.wal!, request.peek, hub.decoders, hub.config.limits);
-    transfer.bytes += write(io.stdout, names.map((name) => `${name}\n`).join(''));
+    transfer.bytes = transfer.handed = write(io.stdout, names.map((name) => `${name}\n`).join(''));
     return;
   }
-  if (hub.transfers.active >= hub.config.limits.maxTransfers) {
+  const { limits } = hub.config;
+  const { transfers } = hub;
+  const fingerprint = key.key.fingerprint;
+  const forKey = transfers.byKey.get(fingerprint) ?? 0;
+  if (transfers.active >= limits.maxTransfers) {
     throw new WalhubError('UNAVAILABLE', 'walhub is busy, retry shortly');
   }
-  hub.transfers.active++;
+  // One key (one standby, or a stolen key) cannot take every slot from the others.
+  if (forKey >= limits.maxTransfersPerKey) {
+    throw new WalhubError('UNAVAILABLE', `this key already has ${forKey} transfers running, retry shortly`);
+  }
+  transfers.active++;
+  transfers.byKey.set(fingerprint, forKey + 1);
   try {
     const wal = request.wal!;
     const opened = await openWal(serverDir, wal, request.partial, hub.decoders, hub.config.limits);
     transfer.compression = opened.compression;
     transfer.file = opened.relative;
-    await pump(toStages(opened), io, transfer);
+    await pump(toStages(opened), io, transfer, limits.stallTimeout);
   } finally {
-    hub.transfers.active--;
+    transfers.active--;
+    const left = (transfers.byKey.get(fingerprint) ?? 1) - 1;
+    if (left > 0) transfers.byKey.set(fingerprint, left);
+    else transfers.byKey.delete(fingerprint);
   }
 }
 
@@ -77,22 +101,14 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
  * failed decides the error: the file is an I/O problem, a decoder means the
  * archived bytes are damaged.
  */
-async function pump(stages: [Readable, ...(Duplex | Transform)[]], io: Io, transfer: Transfer): Promise<void> {
+async function pump(stages: [Readable, ...(Duplex | Transform)[]], io: Io, transfer: Transfer, stallMs: number): Promise<void> {
   let failedStage: number | undefined;
   stages.forEach((stage, index) => stage.once('error', () => (failedStage ??= index)));
-  const sink = new Writable({
-    highWaterMark: 0,
-    write(chunk: Buffer, _encoding, callback) {
-      transfer.bytes += chunk.length;
-      // Done when the channel has taken the chunk on (sent it within the SSH
-      // window), not merely queued it: so at most one chunk waits in the
-      // channel, and the exit status goes out after the last byte.
-      io.stdout.write(chunk, (error) => callback(error ?? undefined));
-    },
-  });
+  const { sink, signal } = createChannelSink(io.stdout, io.outlet, transfer, { signal: io.signal, stallMs });
   try {
-    await pipeline([...stages, sink], { signal: io.signal });
+    await pipeline([...stages, sink], { signal });
   } catch (error) {
+    if (signal.reason instanceof TransferStalled && !io.signal.aborted) throw signal.reason;
     if (error instanceof WalhubError || io.signal.aborted) throw error;
     if (failedStage === 0) throw toArchiveReadError(error);
     if (failedStage !== undefined && failedStage < stages.length) {
@@ -102,6 +118,7 @@ async function pump(stages: [Readable, ...(Duplex | Transform)[]], io: Io, trans
   }
 }
 
+/** A short answer: counted as sent at once (a few bytes, within any window). */
 function write(out: Writable, text: string): number {
   out.write(text);
   return Buffer.byteLength(text);

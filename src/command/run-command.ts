@@ -1,6 +1,7 @@
 import type { Writable } from 'node:stream';
 import { AUDIT_RESULT, EXIT_STATUS, isWalhubError, type RequestResult } from '../errors.js';
 import type { KeyEntry } from '../keys/authorized-keys.js';
+import { TransferStalled } from './channel-sink.js';
 import { handleGetWal, type Hub, type Io, type Transfer } from './get-wal.js';
 import { parseCommand, type GetWalRequest } from './grammar.js';
 import { splitWords } from './split-words.js';
@@ -23,7 +24,7 @@ export interface Outcome extends Transfer {
  * has been sent on stdout (ssh2 can lose or corrupt stderr after a large stdout).
  */
 export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: Io & { stderr: Writable }): Promise<Outcome> {
-  const transfer: Transfer = { bytes: 0 };
+  const transfer: Transfer = { bytes: 0, handed: 0 };
   let request: GetWalRequest | undefined;
   try {
     request = parseCommand(splitWords(command));
@@ -31,10 +32,15 @@ export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: I
     return { ...transfer, exit: 0, result: 'ok', ...names(request) };
   } catch (error) {
     if (io.signal.aborted) return { ...transfer, exit: undefined, result: 'aborted', ...names(request) };
+    // The client is still there but takes nothing: it gets exit 5 (retry) if it
+    // ever reads again; the audit says it was cut off, and why.
+    if (error instanceof TransferStalled) {
+      return { ...transfer, exit: EXIT_STATUS.UNAVAILABLE, result: 'aborted', message: error.message, ...names(request) };
+    }
     const known = isWalhubError(error);
     const code = known ? error.code : 'UNAVAILABLE';
     const message = known ? error.message : 'internal error, see the walhub log';
-    if (transfer.bytes === 0) {
+    if (transfer.handed === 0) {
       const where = request ? ` (${request.server} ${request.walText})` : '';
       io.stderr.write(`walhub: ${message}${where}\n`);
     }

@@ -1,14 +1,19 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { AuthContext } from 'ssh2';
+import type { AuditLog } from '../audit/audit-log.js';
 import { findLoginRefusal, type KeyEntry } from '../keys/authorized-keys.js';
 import type { KeyStore } from '../keys/key-store.js';
 import { isValidSignature, toFingerprint } from '../keys/public-key.js';
 import type { Connection } from './connection.js';
+import { LoginAttempts } from './login-attempts.js';
+import type { RefusalLimiter } from './refusal-limiter.js';
 
 export interface AuthDeps {
   readonly user: string;
   readonly keys: KeyStore;
   readonly maxAuthTries: number;
+  readonly audit: AuditLog;
+  readonly refusals: RefusalLimiter;
   readonly now?: () => number;
 }
 
@@ -18,25 +23,27 @@ export interface AuthDeps {
  * accepts, and a key that was merely offered proves nothing.
  */
 export function handleAuthentication(ctx: AuthContext, conn: Connection, deps: AuthDeps): void {
-  if (ctx.method === 'none') return ctx.reject(['publickey']);
-  conn.authAttempts++;
-  if (conn.authAttempts > deps.maxAuthTries) {
-    conn.refuseAuth({ user: ctx.username, method: ctx.method, reason: 'too many authentication attempts' });
+  const login = (conn.login ??= new LoginAttempts(conn, deps.audit, deps.refusals));
+  const fingerprint = ctx.method === 'publickey' ? toFingerprint(ctx.key.data) : undefined;
+  const counted = login.count(ctx.method, deps.maxAuthTries);
+  if (counted === 'over') {
+    // Requests already in flight after the cut-off add nothing to the record.
+    login.refuse({ user: ctx.username, method: ctx.method, ...(fingerprint ? { key: fingerprint } : {}), reason: 'too many authentication attempts' });
+    login.record();
     ctx.reject(['publickey']);
     conn.end();
     return;
   }
   if (ctx.method !== 'publickey') {
-    conn.refuseAuth({ user: ctx.username, method: ctx.method, reason: `method ${ctx.method} not allowed` });
+    if (counted === 'counted') login.refuse({ user: ctx.username, method: ctx.method, reason: `method ${ctx.method} not allowed` });
     return ctx.reject(['publickey']);
   }
   const offered = ctx.key.data;
-  const fingerprint = toFingerprint(offered);
-  // Every refused key is recorded, queries included: the OpenSSH client never
+  // Every refused key is noted, queries included: the OpenSSH client never
   // signs with a key the server refused to take, so an unknown key shows up
-  // only as a query. maxAuthTries bounds how many lines one connection writes.
+  // only as a query.
   const refuse = (reason: string, entry?: KeyEntry) => {
-    conn.refuseAuth({ user: ctx.username, method: 'publickey', key: fingerprint, ...(entry ? { key_name: entry.name } : {}), reason });
+    login.refuse({ user: ctx.username, method: 'publickey', key: fingerprint!, ...(entry ? { key_name: entry.name } : {}), reason });
     ctx.reject(['publickey']);
   };
 

@@ -2,18 +2,32 @@ import { randomBytes } from 'node:crypto';
 import type { Logger } from 'pino';
 import type { Socket } from 'node:net';
 import type { Connection as Ssh2Connection } from 'ssh2';
-import type { AuditLog, AuthFields, ConnectionFields } from '../audit/audit-log.js';
+import type { AuditLog, ConnectionFields } from '../audit/audit-log.js';
+import type { Outlet } from '../command/channel-sink.js';
 import type { KeyEntry } from '../keys/authorized-keys.js';
 import { toPlainAddress } from '../keys/from-pattern.js';
+import { MAX_CLIENT_IDENT, toLoggable } from './loggable.js';
+import type { LoginAttempts } from './login-attempts.js';
+
+/**
+ * Bytes that may wait in one connection's socket before its sessions stop
+ * handing ssh2 more. A few packets' worth keeps a fast client's pipe full;
+ * more is only memory a client that stopped reading makes walhub hold.
+ */
+const MAX_QUEUED_BYTES = 1024 * 1024;
+/** How often a blocked sender looks again when no 'drain' comes (key re-exchange ends, socket closes). */
+const RECHECK_MS = 50;
+const EMPTY = Buffer.alloc(0);
 
 /** What walhub knows about one connection, from TCP accept to close. */
-export class Connection {
+export class Connection implements Outlet {
   readonly id = randomBytes(6).toString('hex');
   readonly remoteAddress: string;
   readonly remote: string;
   readonly startedAt = Date.now();
   readonly log: Logger;
-  authAttempts = 0;
+  /** Authentication attempts and refusals, from the first one (see auth.ts). */
+  login: LoginAttempts | undefined;
   openSessions = 0;
   requests = 0;
   clientIdent: string | undefined;
@@ -21,12 +35,19 @@ export class Connection {
   closeReason: string | undefined;
   onAuthenticated: (() => void) | undefined;
   private idle: NodeJS.Timeout | undefined;
+  private idleMs: number | undefined;
+  private commandsRunning = 0;
   /** Set only after a verified signature (see auth.ts). */
   identity: KeyEntry | undefined;
   user: string | undefined;
 
   /** Set once the client has sent its ident line and ssh2 has taken over. */
   private client: Ssh2Connection | undefined;
+  /** One shared wait for the socket's next progress, however many sessions wait. */
+  private progress: Promise<void> | undefined;
+  private wake: (() => void) | undefined;
+  /** At most one empty write waits in the socket (see nextProgress). */
+  private flushWatched = false;
 
   constructor(
     private readonly socket: Socket,
@@ -38,6 +59,9 @@ export class Connection {
     this.remoteAddress = toPlainAddress(address);
     this.remote = this.remoteAddress.includes(':') ? `[${this.remoteAddress}]:${port}` : `${this.remoteAddress}:${port}`;
     this.log = log.child({ conn: this.id, remote: this.remote });
+    // Registered before the listener's own 'close' handler: the refused-login
+    // record of a client that gave up comes before its disconnect record.
+    socket.once('close', () => this.login?.record());
   }
 
   fields(): ConnectionFields {
@@ -50,23 +74,25 @@ export class Connection {
     };
   }
 
-  refuseAuth(details: Omit<AuthFields, 'result'>): void {
-    // One line with the address and the reason, so fail2ban can match it.
-    this.log.warn({ user: details.user, key: details.key, reason: details.reason }, 'authentication refused');
-    this.audit.record('auth', { ...this.fields(), ...details, result: 'refused' });
-  }
-
   bindIdentity(entry: KeyEntry, user: string): void {
+    // Keys refused before this one (an agent offers several) keep their one record.
+    this.login?.record();
     this.identity = entry;
     this.user = user;
     this.log.info({ user, key: entry.key.fingerprint, key_name: entry.name }, 'authenticated');
     this.audit.record('auth', { ...this.fields(), user, method: 'publickey', result: 'ok' });
   }
 
-  /** A connection with no open session is closed after `ms` (ControlPersist masters hold them open). */
+  /**
+   * A connection with no command running is closed after `ms`: ControlPersist
+   * masters hold connections open, and a session that runs nothing (closed
+   * after session_start_timeout, or never confirmed closed by its client)
+   * must not keep one alive.
+   */
   armIdle(ms: number): void {
+    this.idleMs = ms;
     this.clearIdle();
-    if (this.openSessions > 0) return;
+    if (this.commandsRunning > 0) return;
     this.idle = setTimeout(() => {
       this.closeReason = 'idle timeout';
       this.end();
@@ -77,9 +103,79 @@ export class Connection {
     clearTimeout(this.idle);
   }
 
+  startCommand(): void {
+    this.commandsRunning++;
+    this.clearIdle();
+  }
+
+  endCommand(): void {
+    this.commandsRunning--;
+    if (this.commandsRunning === 0 && this.idleMs !== undefined) this.armIdle(this.idleMs);
+  }
+
   attach(client: Ssh2Connection, ident: string): void {
     this.client = client;
-    this.clientIdent = ident;
+    this.clientIdent = toLoggable(ident, MAX_CLIENT_IDENT);
+  }
+
+  async waitForRoom(signal: AbortSignal): Promise<void> {
+    while (this.socket.writableLength > MAX_QUEUED_BYTES || this.isRekeying()) await this.waitForProgress(signal);
+  }
+
+  waitForProgress(signal: AbortSignal): Promise<void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    return new Promise((resolve, reject) => {
+      const onAbort = () => reject(signal.reason);
+      signal.addEventListener('abort', onAbort, { once: true });
+      void this.nextProgress().then(() => {
+        signal.removeEventListener('abort', onAbort);
+        resolve();
+      });
+    });
+  }
+
+  written(): number {
+    return this.socket.bytesWritten;
+  }
+
+  /** Node counts bytes still queued in bytesWritten; writableLength is what the kernel has not yet taken. */
+  taken(): number {
+    return this.socket.bytesWritten - this.socket.writableLength;
+  }
+
+  private nextProgress(): Promise<void> {
+    this.progress ??= new Promise((resolve) => {
+      const done = () => {
+        this.socket.off('drain', done);
+        clearTimeout(timer);
+        this.progress = this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, RECHECK_MS);
+      this.socket.once('drain', done);
+      this.wake = done;
+      // 'drain' comes only after a write was refused; an empty write's callback
+      // says when everything written before it has gone to the kernel, so the
+      // end of a transfer is seen at once, not at the next recheck.
+      if (!this.flushWatched && this.socket.writableLength > 0 && this.socket.writable) {
+        this.flushWatched = true;
+        this.socket.write(EMPTY, () => {
+          this.flushWatched = false;
+          this.wake?.();
+        });
+      }
+    });
+    return this.progress;
+  }
+
+  /**
+   * During a key re-exchange ssh2 queues every packet in memory, without
+   * limit, until the exchange ends (ssh2 1.17 Protocol: `_kexinit` is set from
+   * KEXINIT to NEWKEYS; internal, no public event covers the whole span).
+   */
+  private isRekeying(): boolean {
+    const protocol = (this.client as unknown as { _protocol?: { _kexinit?: unknown } } | undefined)?._protocol;
+    return protocol?._kexinit !== undefined;
   }
 
   /** Says goodbye over SSH when it can; a peer that never answers is cut off soon after. */

@@ -12,6 +12,7 @@ import { Connection } from './connection.js';
 import type { HostKey } from './host-keys.js';
 import { PenaltyBox } from './penalties.js';
 import { RefusalLog } from './refusal-log.js';
+import { RefusalLimiter } from './refusal-limiter.js';
 import { handleSession } from './session.js';
 import { toSourceKey } from './source-address.js';
 
@@ -184,12 +185,12 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       if (front.awaitingIdent.get(identKey)?.conn === conn) front.awaitingIdent.delete(identKey);
       ticket.release();
       connections.delete(conn);
-      if (!authenticated && !closing && (timedOut || conn.authAttempts > 0)) {
+      if (!authenticated && !closing && (timedOut || (conn.login?.counted ?? 0) > 0)) {
         penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure);
         // One line per failed connection, for fail2ban: the per-source caps and
         // penalties bound how many a source can cause.
         const reason = conn.closeReason ?? 'authentication failed';
-        conn.log.warn({ address, reason, auth_attempts: conn.authAttempts }, 'login failed');
+        conn.log.warn({ address, reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
       }
       deps.audit.record('disconnect', {
         ...conn.fields(),
@@ -201,24 +202,27 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     front.ssh.injectSocket(socket);
   };
 
+  const refusedLogins = new RefusalLimiter((address, suppressed) => {
+    const reason = `rate limit: ${suppressed} refused logins from this address not recorded`;
+    deps.log.warn({ address, suppressed }, 'refused logins not recorded');
+    deps.audit.record('auth', { conn: '-', remote: address, user: '-', method: '-', result: 'refused', reason, suppressed });
+  });
+  const authDeps = { user: config.user, keys: deps.keys, maxAuthTries: limits.maxAuthTries, audit: deps.audit, refusals: refusedLogins };
+
+  const sessionDeps = { hub: deps.hub, audit: deps.audit, keys: deps.keys, startTimeout: limits.sessionStartTimeout };
+
   const handleClient = (client: ssh2.Connection, conn: Connection) => {
-    client.on('authentication', (ctx) =>
-      handleAuthentication(ctx, conn, { user: config.user, keys: deps.keys, maxAuthTries: limits.maxAuthTries }),
-    );
+    client.on('authentication', (ctx) => handleAuthentication(ctx, conn, authDeps));
     client.on('ready', () => {
       conn.onAuthenticated?.();
       conn.armIdle(limits.idleTimeout);
       client.on('session', (accept, reject) => {
         if (conn.openSessions >= limits.maxSessions || closing) return reject();
         conn.openSessions++;
-        conn.clearIdle();
         const session = accept();
         // ssh2 emits 'close' on the session once its channel is closed.
-        session.once('close', () => {
-          conn.openSessions--;
-          conn.armIdle(limits.idleTimeout);
-        });
-        handleSession(session, conn, { hub: deps.hub, audit: deps.audit, keys: deps.keys });
+        session.once('close', () => conn.openSessions--);
+        handleSession(session, conn, client, sessionDeps);
       });
     });
   };
@@ -248,6 +252,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       while (busy() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
       for (const conn of connections) conn.end();
       await Promise.race([Promise.all(closed), new Promise((r) => setTimeout(r, 3000).unref())]);
+      refusedLogins.close();
     },
   };
 }

@@ -1,4 +1,4 @@
-import type { ServerChannel, Session } from 'ssh2';
+import type { Connection as Ssh2Connection, ServerChannel, Session } from 'ssh2';
 import type { AuditLog } from '../audit/audit-log.js';
 import { MAX_COMMAND_LENGTH_IN_AUDIT } from '../audit/audit-log.js';
 import type { Hub } from '../command/get-wal.js';
@@ -7,11 +7,14 @@ import { EXIT_STATUS } from '../errors.js';
 import { findLoginRefusal, type KeyEntry } from '../keys/authorized-keys.js';
 import type { KeyStore } from '../keys/key-store.js';
 import type { Connection } from './connection.js';
+import { MAX_MESSAGE, MAX_NAME, toLoggable } from './loggable.js';
 
 export interface SessionDeps {
   readonly hub: Hub;
   readonly audit: AuditLog;
   readonly keys: KeyStore;
+  /** ms a session may stay open without starting its command. */
+  readonly startTimeout: number;
 }
 
 /**
@@ -22,9 +25,16 @@ export interface SessionDeps {
  * Every other request (env, subsystem, x11, agent) has no listener, so ssh2
  * refuses it.
  */
-export function handleSession(session: Session, conn: Connection, deps: SessionDeps): void {
+export function handleSession(session: Session, conn: Connection, client: Ssh2Connection, deps: SessionDeps): void {
   let ptyRequested = false;
   let started = false;
+  // A session that never starts would hold a session slot, and its connection, for good.
+  const startTimer = setTimeout(() => {
+    started = true;
+    conn.log.info({ ms: deps.startTimeout }, 'session closed: no command started');
+    closeSession(client, session);
+  }, deps.startTimeout);
+  session.once('close', () => clearTimeout(startTimer));
 
   session.on('pty', (accept) => {
     ptyRequested = true;
@@ -34,23 +44,40 @@ export function handleSession(session: Session, conn: Connection, deps: SessionD
   session.on('shell', (accept, reject) => {
     if (started) return reject?.();
     started = true;
+    clearTimeout(startTimer);
     const channel = accept();
     refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)', ptyRequested);
-    record(conn, deps.audit, '', { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
+    record(conn, deps.audit, '', { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
   });
 
   session.on('exec', (accept, reject, info) => {
     if (started) return reject?.();
     started = true;
+    clearTimeout(startTimer);
     const channel = accept();
     const startedAt = Date.now();
     if (ptyRequested) {
       refuse(channel, 'walhub does not allocate a terminal; run ssh with -T (WAL would be mangled by a tty)', true);
-      record(conn, deps.audit, info.command, { bytes: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
+      record(conn, deps.audit, info.command, { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
       return;
     }
-    void serve(channel, info.command, conn, deps, startedAt);
+    conn.startCommand();
+    void serve(channel, info.command, conn, deps, startedAt).finally(() => conn.endCommand());
   });
+}
+
+/**
+ * Closes a session channel on which no command ever started. ssh2 1.17 has
+ * no public call for it (a Session gets a channel object only with exec or
+ * shell), so this sends CHANNEL_CLOSE through its protocol object and marks
+ * the session ending, which makes ssh2 refuse any request that comes after.
+ */
+function closeSession(client: Ssh2Connection, session: Session): void {
+  const internals = session as unknown as { _ending: boolean; _chanInfo: { outgoing: { id: number } } };
+  const protocol = (client as unknown as { _protocol: { channelClose(id: number): void } })._protocol;
+  if (internals._ending) return;
+  internals._ending = true;
+  protocol.channelClose(internals._chanInfo.outgoing.id);
 }
 
 async function serve(channel: ServerChannel, command: string, conn: Connection, deps: SessionDeps, startedAt: number): Promise<void> {
@@ -62,13 +89,13 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
   conn.requests++;
   const key = toCurrentEntry(conn, deps.keys);
   const outcome = key
-    ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal })
+    ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal, outlet: conn })
     : refuseRevoked(channel);
   if (outcome.exit !== undefined && !aborter.signal.aborted) {
     channel.exit(outcome.exit);
     channel.end();
   }
-  if (outcome.internal) conn.log.error({ err: outcome.internal, command: command.slice(0, 256) }, 'request failed');
+  if (outcome.internal) conn.log.error({ err: outcome.internal, command: toLoggable(command, MAX_COMMAND_LENGTH_IN_AUDIT) }, 'request failed');
   record(conn, deps.audit, command, outcome, startedAt);
 }
 
@@ -86,7 +113,7 @@ function toCurrentEntry(conn: Connection, keys: KeyStore): KeyEntry | undefined 
 function refuseRevoked(channel: ServerChannel): Outcome {
   const message = 'this key is no longer authorized';
   channel.stderr.write(`walhub: ${message}\n`);
-  return { bytes: 0, exit: EXIT_STATUS.DENIED, result: 'denied', message };
+  return { bytes: 0, handed: 0, exit: EXIT_STATUS.DENIED, result: 'denied', message };
 }
 
 function refuse(channel: ServerChannel, message: string, terminal: boolean): void {
@@ -98,21 +125,25 @@ function refuse(channel: ServerChannel, message: string, terminal: boolean): voi
 
 function record(conn: Connection, audit: AuditLog, command: string, outcome: Outcome, startedAt: number): void {
   const ms = Date.now() - startedAt;
+  // Every field the client wrote is cut and escaped: the grammar checks a WAL
+  // name only when it is used (`--test` takes any word), and messages quote the client.
+  const server = outcome.server !== undefined ? toLoggable(outcome.server, MAX_NAME) : undefined;
+  const wal = outcome.wal !== undefined ? toLoggable(outcome.wal, MAX_NAME) : undefined;
   audit.record('request', {
     ...conn.fields(),
-    command: command.slice(0, MAX_COMMAND_LENGTH_IN_AUDIT),
-    ...(outcome.server !== undefined ? { server: outcome.server } : {}),
-    ...(outcome.wal !== undefined ? { wal: outcome.wal } : {}),
+    command: toLoggable(command, MAX_COMMAND_LENGTH_IN_AUDIT),
+    ...(server !== undefined ? { server } : {}),
+    ...(wal !== undefined ? { wal } : {}),
     result: outcome.result,
     exit: outcome.exit ?? null,
     bytes: outcome.bytes,
     ms,
     ...(outcome.compression ? { compression: outcome.compression } : {}),
     ...(outcome.file ? { file: outcome.file } : {}),
-    ...(outcome.message ? { error: outcome.message } : {}),
+    ...(outcome.message ? { error: toLoggable(outcome.message, MAX_MESSAGE) } : {}),
   });
-  const fields = { server: outcome.server, wal: outcome.wal, result: outcome.result, exit: outcome.exit, bytes: outcome.bytes, ms };
+  const fields = { server, wal, result: outcome.result, exit: outcome.exit, bytes: outcome.bytes, ms };
   // An unavailable answer (an archive path leading out, a decoder missing, an I/O error) needs a person: say why.
-  if (outcome.result === 'unavailable') conn.log.warn({ ...fields, error: outcome.message }, 'request');
+  if (outcome.result === 'unavailable' && outcome.message) conn.log.warn({ ...fields, error: toLoggable(outcome.message, MAX_MESSAGE) }, 'request');
   else conn.log.info(fields, 'request');
 }

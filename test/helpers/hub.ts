@@ -34,6 +34,8 @@ export interface Hub extends SshTarget {
   readonly process: ChildProcess;
   /** Program log lines (JSON) seen so far. */
   readonly logLines: Record<string, unknown>[];
+  /** Bytes the program has written to its log (stdout) so far. */
+  logBytes(): number;
   /** Audit records written so far (waits briefly for the asynchronous writer). */
   audit(): Promise<Record<string, unknown>[]>;
   writeKeys(lines: readonly { key: ClientKey; options: string }[]): Promise<void>;
@@ -79,7 +81,9 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
   const waiters = new Set<() => void>();
   let stderr = '';
   let buffered = '';
+  let logBytes = 0;
   child.stdout!.setEncoding('utf8').on('data', (text: string) => {
+    logBytes += Buffer.byteLength(text);
     buffered += text;
     const lines = buffered.split('\n');
     buffered = lines.pop()!;
@@ -144,6 +148,7 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
     port: listening.port as number,
     knownHosts,
     logLines,
+    logBytes: () => logBytes,
     writeKeys,
     waitForLog,
     async audit() {

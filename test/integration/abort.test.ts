@@ -1,10 +1,10 @@
 // A client that goes away mid-file: walhub closes the archive file and the
 // decoder at once, records the request as aborted, and keeps serving.
 import { spawn } from 'node:child_process';
-import { readdir, readlink } from 'node:fs/promises';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
 import { startHub, type Hub } from '../helpers/hub.js';
+import { heldOpen } from '../helpers/proc.js';
 import { requireProgram } from '../helpers/programs.js';
 import { createClientKey, sshArgs, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
@@ -29,21 +29,7 @@ afterAll(async () => {
 });
 
 /** Files the walhub process holds open under the archive, and its decoder children. */
-async function heldOpen(): Promise<{ files: string[]; children: number }> {
-  const pid = hub.process.pid!;
-  const files: string[] = [];
-  for (const fd of await readdir(`/proc/${pid}/fd`)) {
-    const target = await readlink(`/proc/${pid}/fd/${fd}`).catch(() => '');
-    if (target.startsWith(hub.archive)) files.push(target);
-  }
-  const children = (await readdir('/proc')).filter((p) => /^\d+$/.test(p));
-  let count = 0;
-  for (const child of children) {
-    const stat = await import('node:fs/promises').then((fs) => fs.readFile(`/proc/${child}/stat`, 'utf8')).catch(() => '');
-    if (stat.split(') ')[1]?.split(' ')[1] === String(pid)) count++;
-  }
-  return { files, children: count };
-}
+const heldOpenByHub = () => heldOpen(hub.process.pid!, hub.archive);
 
 it.each([
   ['a bzip2 file (decoded by a child process)', () => bzip2File],
@@ -57,7 +43,7 @@ it.each([
   child.kill('SIGKILL');
   const record = await hub.waitForLog((l) => l.msg === 'request' && l.wal === file().name && l.result === 'aborted');
   expect(record.bytes as number).toBeLessThan(16 * 1024 * 1024);
-  await expect.poll(heldOpen, { timeout: 5000 }).toEqual({ files: [], children: 0 });
+  await expect.poll(heldOpenByHub, { timeout: 5000 }).toEqual({ files: [], children: 0 });
   const again = await sshExec(hub, standby, `get-wal pg1 ${file().name}`);
   expect(again.status).toBe(0);
   expect(again.sha256).toBe(file().sha256);

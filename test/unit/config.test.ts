@@ -50,6 +50,9 @@ describe('parseConfig', () => {
       penaltyMax: 600_000,
       maxDecodeWindow: 16 * 1024 * 1024,
       maxSegmentSize: 64 * 1024 * 1024,
+      maxTransfersPerKey: 8,
+      stallTimeout: 60_000,
+      sessionStartTimeout: 10_000,
     });
   });
 
@@ -87,6 +90,9 @@ penalty_min = "1m"
 penalty_max = "1h"
 max_decode_window = "8MiB"
 max_segment_size = "1GiB"
+max_transfers_per_key = 4
+stall_timeout = "2m"
+session_start_timeout = "5s"
 `,
       FILE,
     );
@@ -121,6 +127,9 @@ max_segment_size = "1GiB"
         penaltyMax: 3_600_000,
         maxDecodeWindow: 8 * 1024 * 1024,
         maxSegmentSize: 1024 * 1024 * 1024,
+        maxTransfersPerKey: 4,
+        stallTimeout: 120_000,
+        sessionStartTimeout: 5_000,
       },
       fipsAlgorithms: true,
     });
@@ -155,12 +164,14 @@ max_segment_size = "1GiB"
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
-      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_min, penalty_max, max_decode_window, max_segment_size)`,
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_min, penalty_max, max_decode_window, max_segment_size, max_transfers_per_key, stall_timeout, session_start_timeout)`,
     ],
     ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a negative duration', '[limits]\nidle_timeout = -5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a fractional duration', '[limits]\nidle_timeout = 1.5', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
+    ['a stall timeout of 0', '[limits]\nstall_timeout = "0s"', `${FILE}: limits.stall_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
+    ['a per-key cap of 0', '[limits]\nmax_transfers_per_key = 0', `${FILE}: limits.max_transfers_per_key: expected a whole number from 1 to 100000`],
     ['a count of 0', '[limits]\nmax_auth_tries = 0', `${FILE}: limits.max_auth_tries: expected a whole number from 1 to 100000`],
     ['a fractional count', '[limits]\nmax_sessions = 2.5', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],
     ['a count as a string', '[limits]\nmax_sessions = "10"', `${FILE}: limits.max_sessions: expected a whole number from 1 to 100000`],

@@ -1,0 +1,67 @@
+// ssh2's own client, for what the OpenSSH client will not do: stop reading TCP,
+// grant a 4 GiB window, open a session and never exec.
+import { readFile } from 'node:fs/promises';
+import ssh2 from 'ssh2';
+import type { ClientKey, SshTarget } from './ssh-client.js';
+
+/** A logged-in ssh2 client; `end()` it when done. */
+export async function connectRaw(target: SshTarget, key: ClientKey, localAddress = '127.0.0.1'): Promise<ssh2.Client> {
+  const client = new ssh2.Client();
+  const privateKey = await readFile(key.privatePath);
+  await new Promise<void>((resolve, reject) => {
+    client.once('ready', () => resolve()).once('error', reject);
+    client.connect({ host: '127.0.0.1', port: target.port, localAddress, username: 'walhub', privateKey, readyTimeout: 20_000 });
+  });
+  // Errors after login (walhub closing a stalled connection) are what these tests provoke.
+  client.on('error', () => undefined);
+  return client;
+}
+
+export function execRaw(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
+  return new Promise((resolve, reject) => client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel))));
+}
+
+/**
+ * The window-adjust bomb: lets walhub send ~4 GiB on this channel without
+ * waiting. Sent through ssh2's protocol object (internal, ssh2 1.17): the
+ * public API only adjusts the window as the stream is read.
+ */
+export function grantHugeWindow(client: ssh2.Client, channel: ssh2.ClientChannel): void {
+  const internals = client as unknown as { _protocol: { channelWindowAdjust(id: number, amount: number): void } };
+  const remoteId = (channel as unknown as { outgoing: { id: number } }).outgoing.id;
+  internals._protocol.channelWindowAdjust(remoteId, 0xffffffff - 2 * 1024 * 1024);
+}
+
+/** Stops reading TCP altogether: the kernel buffers fill and walhub's writes queue up. */
+export function stopReading(client: ssh2.Client): void {
+  (client as unknown as { _sock: { pause(): void } })._sock.pause();
+}
+
+/**
+ * Opens a session channel and sends nothing on it (no exec, no shell): ssh2's
+ * public API always follows the open with a request, so this goes through its
+ * channel manager and protocol object (internal, ssh2 1.17 client.js openChannel).
+ */
+export function openBareSession(client: ssh2.Client): Promise<ssh2.ClientChannel> {
+  const internals = client as unknown as {
+    _chanMgr: { add(callback: unknown): number };
+    _protocol: { session(localChannel: number, window: number, packetSize: number): void };
+  };
+  return new Promise((resolve, reject) => {
+    // Read (and drop) whatever comes, so that the channel emits 'close' when walhub closes it.
+    const opened = Object.assign((error: Error | undefined, channel: ssh2.ClientChannel) => (error ? reject(error) : resolve(channel.resume())), {
+      type: 'session',
+    });
+    const local = internals._chanMgr.add(opened);
+    internals._protocol.session(local, 2 * 1024 * 1024, 32 * 1024);
+  });
+}
+
+/**
+ * Starts a key re-exchange and stops reading TCP, so that it never ends:
+ * ssh2 queues every packet walhub sends meanwhile in memory (internal, ssh2 1.17 Protocol.rekey).
+ */
+export function startEndlessRekey(client: ssh2.Client): void {
+  (client as unknown as { _protocol: { rekey(): void } })._protocol.rekey();
+  stopReading(client);
+}

@@ -1,0 +1,57 @@
+// Sessions that do nothing: a session channel that never runs a command must
+// not hold its connection (and a session slot) open forever.
+import type ssh2 from 'ssh2';
+import { afterEach, expect, it } from 'vitest';
+import { startHub, type Hub } from '../helpers/hub.js';
+import { connectRaw, execRaw, openBareSession } from '../helpers/raw-client.js';
+import { createClientKey } from '../helpers/ssh-client.js';
+
+let hub: Hub | undefined;
+let client: ssh2.Client | undefined;
+
+afterEach(async () => {
+  client?.end();
+  await hub?.stop();
+});
+
+async function startWithStandby(limits: string) {
+  hub = await startHub({ extraToml: `[limits]\n${limits}\n` });
+  const standby = await createClientKey(hub.dir, 'standby-a');
+  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+  client = await connectRaw(hub, standby);
+  return hub;
+}
+
+function closed(emitter: NodeJS.EventEmitter, timeoutMs: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), timeoutMs);
+    emitter.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
+it('closes a session that has not started a command within session_start_timeout, and keeps the connection', async () => {
+  await startWithStandby('session_start_timeout = "1s"\nidle_timeout = "1h"');
+  const session = await openBareSession(client!);
+  expect(await closed(session, 10_000)).toBe(true);
+  // The connection itself is still good for real work.
+  const channel = await execRaw(client!, 'get-wal --test pg1 dummy');
+  let stdout = '';
+  channel.on('data', (d: Buffer) => (stdout += d.toString()));
+  const status = await new Promise<number>((resolve) => channel.once('exit', resolve));
+  expect(status).toBe(3);
+  expect(stdout).toBe('');
+  const log = await hub!.waitForLog((l) => l.msg === 'session closed: no command started');
+  expect(log.ms).toBe(1000);
+});
+
+it('counts a session that runs nothing as idle: the connection is closed after idle_timeout', async () => {
+  await startWithStandby('session_start_timeout = "1m"\nidle_timeout = "2s"');
+  await openBareSession(client!);
+  expect(await closed(client!, 15_000)).toBe(true);
+  const records = await hub!.audit();
+  expect(records.find((r) => r.event === 'disconnect' && r.user === 'walhub')).toMatchObject({ reason: 'idle timeout', requests: 0 });
+});
