@@ -69,15 +69,29 @@ function loadHostKey(path: string, create: boolean): HostKey {
 }
 
 function createEd25519Key(path: string): void {
-  const pair = utils.generateKeyPairSync('ed25519', { comment: 'walhub host key' });
+  const text = generateEd25519KeyText();
   mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
   // 'wx': never replace a key that appeared meanwhile; 0600 from birth, not chmod after.
   const fd = openSync(path, 'wx', 0o600);
   try {
-    writeSync(fd, pair.private);
+    writeSync(fd, text);
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * A new ed25519 private key in OpenSSH's format. ssh2 1.17's
+ * generateKeyPairSync('ed25519') makes, about once in 250 calls, a key that
+ * its own parseKey rejects ("Malformed OpenSSH private key"): a first start
+ * would then fail. Such a key is thrown away and another one made.
+ */
+export function generateEd25519KeyText(): string {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const pair = utils.generateKeyPairSync('ed25519', { comment: 'walhub host key' });
+    if (!(utils.parseKey(pair.private) instanceof Error)) return pair.private;
+  }
+  throw new WalhubError('UNAVAILABLE', 'could not generate an ed25519 host key that ssh2 can read');
 }
 
 function cannotRead(path: string, error: unknown): WalhubError {
