@@ -34,6 +34,8 @@ export interface Config {
   readonly auditLog: string;
   readonly servers: Readonly<Record<string, ServerEntry>>;
   readonly limits: Limits;
+  /** The Prometheus endpoint; absent when [metrics] is not configured. */
+  readonly metrics?: { readonly listen: { host: string; port: number } };
 }
 
 export class ConfigError extends Error {
@@ -60,7 +62,7 @@ export const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 type Table = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits'];
+const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'metrics'];
 const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: 'duration' | 'count' }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
   max_auth_tries: { field: 'maxAuthTries', kind: 'count' },
@@ -152,6 +154,16 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
 
+  let metrics: Config['metrics'];
+  const rawMetrics = raw.metrics;
+  if (rawMetrics !== undefined && !isTable(rawMetrics)) fail('metrics', 'expected a table');
+  else if (rawMetrics !== undefined) {
+    for (const key of Object.keys(rawMetrics)) if (key !== 'listen') fail(`metrics.${key}`, 'unknown key (expected listen)');
+    const address = typeof rawMetrics.listen === 'string' ? parseListenAddress(rawMetrics.listen) : undefined;
+    if (!address) fail('metrics.listen', 'expected "host:port" or "[ipv6]:port", like "127.0.0.1:9187"');
+    else metrics = Object.freeze({ listen: address });
+  }
+
   const config: Config = {
     file,
     listen,
@@ -162,6 +174,7 @@ export function parseConfig(text: string, file: string): Config {
     auditLog: resolve(base, stringValue(raw, 'audit_log', fail, '../var/log/audit.log')),
     servers: Object.freeze(servers),
     limits: Object.freeze(limits as unknown as Limits),
+    ...(metrics ? { metrics } : {}),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
