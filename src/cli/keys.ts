@@ -6,7 +6,7 @@ import { updateKeyFile } from '../keys/key-file-writer.js';
 import { findKeyLines, formatKeyLine, KEY_NAME, parseExpiry, parsePublicKeyLine, setKeyOption, toKeygenLine, keyTypeLabel, type KeyLine } from '../keys/key-lines.js';
 import { loadKeyUsage, type KeyUsage } from '../keys/key-usage.js';
 import { parseCommandArgs, reportKnownError, type CliResult } from './options.js';
-import { formatTable, type Column } from './table.js';
+import { formatTable, terminalWidth, type Column } from './table.js';
 
 const HELP = `usage: walhub keys <add|list|show|remove|set> [options]
 
@@ -214,8 +214,8 @@ const LIST_COLUMNS: readonly Column[] = [
   { title: 'FINGERPRINT', shrinkTo: 14 },
   { title: 'SERVERS', shrinkTo: 7 },
   { title: 'FROM', shrinkTo: 4 },
-  { title: 'EXPIRES', shrinkTo: 7 },
-  { title: 'LAST USED', shrinkTo: 9 },
+  { title: 'EXPIRES' },
+  { title: 'LAST USED', shrinkTo: 10 },
 ];
 
 async function listKeys(config: Config, json: boolean): Promise<CliResult> {
@@ -237,10 +237,11 @@ async function listKeys(config: Config, json: boolean): Promise<CliResult> {
     r.fingerprint,
     r.servers.join(','),
     r.from ?? '-',
-    r.expires === null ? 'never' : `${r.expires.slice(0, 10)}${r.expired ? ' EXPIRED' : ''}`,
-    r.last_used === null ? 'never' : `${r.last_used.slice(0, 16).replace('T', ' ')} ${r.last_from}`,
+    r.expires === null ? 'never' : r.expired ? 'expired' : r.expires.slice(0, 10),
+    // The day and the address; show and --json have the time.
+    r.last_used === null ? 'never' : `${r.last_used.slice(0, 10)} ${r.last_from}`,
   ]);
-  process.stdout.write(formatTable(LIST_COLUMNS, rows));
+  process.stdout.write(formatTable(LIST_COLUMNS, rows, terminalWidth()));
   return 0;
 }
 

@@ -8,6 +8,11 @@ export interface Column {
 
 export const TABLE_WIDTH = 80;
 
+/** The terminal's width when stdout is one, else 80 (a pipe, a file, a script). */
+export function terminalWidth(): number {
+  return process.stdout.isTTY && process.stdout.columns > TABLE_WIDTH ? process.stdout.columns : TABLE_WIDTH;
+}
+
 /** Widths from the rows' contents, then the shrinkable columns cut, widest first, until the table fits. */
 export function fitWidths(columns: readonly Column[], rows: readonly (readonly string[])[], width = TABLE_WIDTH): number[] {
   const widths = columns.map((c, i) => Math.max(c.title.length, ...rows.map((r) => (r[i] ?? '').length)));

@@ -6,6 +6,7 @@ import { WalhubError } from '../errors.js';
 const LOCK_WAIT_MS = 10_000;
 /** A lock older than this whose holder cannot be asked is taken over: `keys add` takes milliseconds. */
 const STALE_LOCK_MS = 60_000;
+const FRESH_LOCK_MS = 2_000;
 
 /**
  * Rewrites authorized_keys as `edit` says, atomically: a temporary file in the
@@ -66,8 +67,11 @@ async function takeLock(lockPath: string): Promise<() => Promise<void>> {
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
     }
-    if (await isStale(lockPath)) {
-      await unlink(lockPath).catch(() => undefined);
+    const seen = await stat(lockPath).catch(() => undefined);
+    if (seen && (await isStale(lockPath))) {
+      // Only the lock we judged: a different inode is a new holder's.
+      const now = await stat(lockPath).catch(() => undefined);
+      if (now?.ino === seen.ino) await unlink(lockPath).catch(() => undefined);
       continue;
     }
     if (Date.now() > deadline) {
@@ -77,21 +81,27 @@ async function takeLock(lockPath: string): Promise<() => Promise<void>> {
   }
 }
 
-/** The holder is gone (its pid no longer runs) or the lock is older than any edit takes. */
+/**
+ * The holder is gone (its pid no longer runs) and the lock is not brand new,
+ * or the lock is older than any edit takes. "Not brand new" matters: a lock
+ * read just before its holder finished may already be another writer's new
+ * lock by the time we would remove it.
+ */
 async function isStale(lockPath: string): Promise<boolean> {
   try {
     const [text, info] = await Promise.all([readFile(lockPath, 'utf8'), stat(lockPath)]);
+    const age = Date.now() - info.mtimeMs;
+    if (age > STALE_LOCK_MS) return true;
     const pid = Number(text.trim());
-    if (Number.isInteger(pid) && pid > 0) {
-      try {
-        process.kill(pid, 0);
-      } catch (error) {
-        if ((error as NodeJS.ErrnoException).code === 'ESRCH') return true;
-      }
+    if (age < FRESH_LOCK_MS || !Number.isInteger(pid) || pid <= 0) return false;
+    try {
+      process.kill(pid, 0);
+      return false;
+    } catch (error) {
+      return (error as NodeJS.ErrnoException).code === 'ESRCH';
     }
-    return Date.now() - info.mtimeMs > STALE_LOCK_MS;
   } catch {
     // Gone between our attempt and this look: try again at once.
-    return true;
+    return false;
   }
 }
