@@ -8,9 +8,9 @@ export interface CliRun {
 }
 
 /** The built `walhub` command as an administrator runs it, with optional stdin. */
-export function walhub(args: readonly string[], options: { stdin?: string; timeoutMs?: number } = {}): Promise<CliRun> {
+export function walhub(args: readonly string[], options: { stdin?: string; timeoutMs?: number; env?: NodeJS.ProcessEnv } = {}): Promise<CliRun> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [CLI, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: { ...process.env, ...options.env } });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (t: string) => (stdout += t));
