@@ -89,7 +89,11 @@ export async function runKeys(args: string[]): Promise<CliResult> {
     }
   } catch (error) {
     if (error instanceof WalhubError && error.code === 'USAGE') return usage(error.message);
-    if (!reportKnownError(error)) throw error;
+    if (reportKnownError(error)) return 1;
+    const e = error as NodeJS.ErrnoException;
+    // A file that cannot be read or written: one line, no stack.
+    if (e.code === undefined || e.path === undefined) throw error;
+    process.stderr.write(`walhub: ${e.path}: ${e.code}\n`);
     return 1;
   }
 }

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, open, readFile, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import { basename, dirname, join } from 'node:path';
 import { WalhubError } from '../errors.js';
 
@@ -17,6 +17,8 @@ const FRESH_LOCK_MS = 2_000;
  * Returns the text written.
  */
 export async function updateKeyFile(path: string, edit: (text: string) => string): Promise<string> {
+  // Before the first `walhub serve` made it: the same mode serve gives it.
+  await mkdir(dirname(path), { recursive: true, mode: 0o700 });
   const release = await takeLock(`${path}.lock`);
   try {
     let text = '';
