@@ -16,6 +16,10 @@ commands:
   keys       add, list, show, remove or change standby keys (authorized_keys)
   audit      review the audit log: filters, a table, --json, --summary, --follow
 
+options:
+  -h, --help      this help
+  -V, --version   the version
+
 Run "walhub <command> --help" for a command's options.
 The default configuration is etc/walhub.toml beside the installation.`;
 

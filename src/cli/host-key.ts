@@ -1,12 +1,14 @@
 import { loadConfig } from '../config.js';
 import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
-import { parseOptions, reportKnownError, type CliResult } from './options.js';
+import { COMMON_OPTIONS_HELP, parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub host-key [--config FILE]
 
 Prints each host key's SHA256 fingerprint and the known_hosts line for each
 listen address, for the standbys' ~/.ssh/known_hosts. When walhub listens on
-0.0.0.0 or ::, put the name the standbys use in place of the address.`;
+0.0.0.0 or ::, put the name the standbys use in place of the address.
+
+${COMMON_OPTIONS_HELP}`;
 
 export async function runHostKey(args: string[]): Promise<CliResult> {
   const options = parseOptions(args);

@@ -8,6 +8,11 @@ export type CliResult = 0 | 1 | 2;
 /** etc/walhub.toml beside the installation, so `walhub serve` works from anywhere. */
 export const DEFAULT_CONFIG = fileURLToPath(new URL('../../etc/walhub.toml', import.meta.url));
 
+/** The options every subcommand takes, for its --help. */
+export const COMMON_OPTIONS_HELP = `options:
+  -c, --config FILE   the configuration (default: etc/walhub.toml of the installation)
+  -h, --help          this help`;
+
 export interface CommonOptions {
   config: string;
   help: boolean;

@@ -10,7 +10,7 @@ import { createMetrics, startMetricsEndpoint, type MetricsEndpoint } from '../me
 import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
 import { startServer, type RunningServer } from '../ssh/server.js';
 import { VERSION } from '../version.js';
-import { parseOptions, reportKnownError, type CliResult } from './options.js';
+import { COMMON_OPTIONS_HELP, parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub serve [--config FILE]
 
@@ -21,9 +21,7 @@ first start. SIGHUP re-reads authorized_keys; SIGUSR1 reopens the audit log
 stops. With [metrics] listen in the configuration, serves Prometheus metrics
 on http://ADDRESS/metrics.
 
-options:
-  -c, --config FILE   the configuration (default: etc/walhub.toml of the installation)
-  -h, --help          this help`;
+${COMMON_OPTIONS_HELP}`;
 
 const AUTHORIZED_KEYS_TEMPLATE = `# walhub authorized_keys: one standby key a line, OpenSSH format.
 # servers= is required and names the server IDs the key may read ("*" for all):

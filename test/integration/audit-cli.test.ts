@@ -229,3 +229,15 @@ describe('the walhub audit command line', () => {
     expect(result.stdout).toMatch(/^ {2}audit {6}\S/m);
   });
 });
+
+describe('every walhub command', () => {
+  it.each(['serve', 'check', 'host-key', 'keys', 'audit'])('%s: --help lists --config and --help; an unknown option prints the usage and exits 2', async (command) => {
+    const help = await walhub([command, '--help']);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toMatch(/^ +-c, --config FILE +\S/m);
+    expect(help.stdout).toMatch(/^ +-h, --help +\S/m);
+    const wrong = await walhub([command, '--bogus']);
+    expect(wrong.status).toBe(2);
+    expect(wrong.stderr).toContain(`usage: walhub ${command}`);
+  });
+});
