@@ -5,7 +5,7 @@ import { createAuditSummary, type AuditSummary } from '../audit/audit-summary.js
 import { loadConfig } from '../config.js';
 import { parseCommandArgs, reportKnownError, type CliResult } from './options.js';
 import { createOutput, type Output } from './output.js';
-import { fitWidths, formatBytes, formatHeader, formatRow, formatTable, type Column } from './table.js';
+import { fitWidths, formatBytes, formatHeader, formatRow, formatTable, terminalWidth, type Column } from './table.js';
 
 const HELP = `usage: walhub audit [--config FILE] [filters] [--json | --summary] [--follow]
 
@@ -78,17 +78,17 @@ export async function runAudit(args: string[]): Promise<CliResult> {
       : createTableSink(filter, values.event === undefined);
   const malformed = { count: 0, first: '' };
   const take = (line: string, where: string) => {
-    let record: Record<string, unknown>;
+    let record: unknown;
     try {
-      record = JSON.parse(line) as Record<string, unknown>;
+      record = JSON.parse(line);
     } catch {
-      record = undefined as never;
+      record = undefined;
     }
-    if (record === undefined || typeof record !== 'object' || record === null) {
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) {
       if (malformed.count++ === 0) malformed.first = where;
       return;
     }
-    sink.add(record, line, output);
+    sink.add(record as Record<string, unknown>, line, output);
   };
   const flushWhenFull = async () => {
     if (output.full) await output.flush();
@@ -207,7 +207,7 @@ function createTableSink(filter: AuditFilter, requestsAndRefusalsOnly: boolean):
     output.line(formatRow(RECORD_COLUMNS, widths!, entry.row));
   };
   const start = (output: Output) => {
-    widths = fitWidths(RECORD_COLUMNS, pending.map((p) => p.row));
+    widths = fitWidths(RECORD_COLUMNS, pending.map((p) => p.row), terminalWidth());
     output.line(formatHeader(RECORD_COLUMNS, widths));
     for (const entry of pending.splice(0)) print(output, entry);
   };
@@ -274,11 +274,11 @@ function createSummarySink(filter: AuditFilter, json: boolean): Sink {
           .map(([result, n]) => `${result} ${n}`)
           .join(', ') || '-';
       const requestRows = requests.map((r) => [r.key, r.server, String(r.requests), formatBytes(r.bytes), failed(r.failures), shortTime(r.first), shortTime(r.last)]);
-      for (const line of formatTable(REQUEST_SUMMARY_COLUMNS, requestRows).trimEnd().split('\n')) output.line(line);
+      for (const line of formatTable(REQUEST_SUMMARY_COLUMNS, requestRows, terminalWidth()).trimEnd().split('\n')) output.line(line);
       output.line('');
       output.line('refused logins by key and reason');
       const refusalRows = refusals.map((r) => [r.key, r.reason, String(r.count), shortTime(r.first), shortTime(r.last)]);
-      for (const line of formatTable(REFUSAL_SUMMARY_COLUMNS, refusalRows).trimEnd().split('\n')) output.line(line);
+      for (const line of formatTable(REFUSAL_SUMMARY_COLUMNS, refusalRows, terminalWidth()).trimEnd().split('\n')) output.line(line);
     },
   };
 }
