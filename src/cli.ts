@@ -1,7 +1,9 @@
 #!/usr/bin/env node
+import { runAudit } from './cli/audit.js';
 import { runCheck } from './cli/check.js';
 import type { CliResult } from './cli/options.js';
 import { runHostKey } from './cli/host-key.js';
+import { runKeys } from './cli/keys.js';
 import { runServe } from './cli/serve.js';
 import { VERSION } from './version.js';
 
@@ -11,6 +13,12 @@ commands:
   serve      run the SSH server in the foreground (logs JSON to stdout)
   check      validate the configuration and keys, print a summary
   host-key   print the host key fingerprints and known_hosts lines
+  keys       add, list, show, remove or change standby keys (authorized_keys)
+  audit      review the audit log: filters, a table, --json, --summary, --follow
+
+options:
+  -h, --help      this help
+  -V, --version   the version
 
 Run "walhub <command> --help" for a command's options.
 The default configuration is etc/walhub.toml beside the installation.`;
@@ -19,6 +27,8 @@ const COMMANDS: Record<string, (args: string[]) => Promise<CliResult>> = {
   serve: runServe,
   check: runCheck,
   'host-key': runHostKey,
+  keys: runKeys,
+  audit: runAudit,
 };
 
 /** The only place that sets the process's exit status: 0 ok, 1 failure, 2 usage. */
@@ -39,6 +49,12 @@ async function main(argv: string[]): Promise<number> {
   }
   return run(args);
 }
+
+// `walhub audit | head -1`: the reader has what it wanted; end quietly, not with an EPIPE stack.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code !== 'EPIPE') throw error;
+  process.exit(process.exitCode ?? 0);
+});
 
 main(process.argv.slice(2)).then(
   (status) => {

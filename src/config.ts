@@ -64,6 +64,8 @@ export interface Config {
   readonly limits: Limits;
   /** Offer the NIST ECDH curves too, for clients under a FIPS crypto policy (ssh-audit fails them). */
   readonly fipsAlgorithms: boolean;
+  /** The Prometheus endpoint; absent when [metrics] is not configured. */
+  readonly metrics?: { readonly listen: { host: string; port: number } };
 }
 
 export class ConfigError extends Error {
@@ -114,7 +116,7 @@ export const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 type Table = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms'];
+const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms', 'metrics'];
 type LimitKind = 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' | 'window' | 'segment';
 const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: LimitKind }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
@@ -247,6 +249,16 @@ export function parseConfig(text: string, file: string): Config {
   const fipsAlgorithms = raw.fips_algorithms ?? false;
   if (typeof fipsAlgorithms !== 'boolean') fail('fips_algorithms', 'expected true or false');
 
+  let metrics: Config['metrics'];
+  const rawMetrics = raw.metrics;
+  if (rawMetrics !== undefined && !isTable(rawMetrics)) fail('metrics', 'expected a table');
+  else if (rawMetrics !== undefined) {
+    for (const key of Object.keys(rawMetrics)) if (key !== 'listen') fail(`metrics.${key}`, 'unknown key (expected listen)');
+    const address = typeof rawMetrics.listen === 'string' ? parseListenAddress(rawMetrics.listen) : undefined;
+    if (!address) fail('metrics.listen', 'expected "host:port" or "[ipv6]:port", like "127.0.0.1:9187"');
+    else metrics = Object.freeze({ listen: address });
+  }
+
   const config: Config = {
     file,
     listen,
@@ -258,6 +270,7 @@ export function parseConfig(text: string, file: string): Config {
     servers: Object.freeze(servers),
     limits: Object.freeze(limits as unknown as Limits),
     fipsAlgorithms: fipsAlgorithms === true,
+    ...(metrics ? { metrics } : {}),
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);

@@ -5,12 +5,14 @@ import { loadConfig, SERVER_ID } from '../config.js';
 import { isWalhubError } from '../errors.js';
 import { parseAuthorizedKeys, type KeyEntry, type KeySet } from '../keys/authorized-keys.js';
 import { loadHostKeys } from '../ssh/host-keys.js';
-import { parseOptions, reportKnownError, type CliResult } from './options.js';
+import { COMMON_OPTIONS_HELP, parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub check [--config FILE]
 
 Validates the configuration, host keys and authorized_keys without starting
-anything, and prints a summary. Exits 1 if anything is wrong.`;
+anything, and prints a summary. Exits 1 if anything is wrong.
+
+${COMMON_OPTIONS_HELP}`;
 
 export async function runCheck(args: string[]): Promise<CliResult> {
   const options = parseOptions(args);

@@ -1,6 +1,6 @@
 import { loadConfig } from '../config.js';
 import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
-import { parseOptions, reportKnownError, type CliResult } from './options.js';
+import { COMMON_OPTIONS_HELP, parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub host-key [--config FILE] [--host NAME]
 
@@ -8,9 +8,9 @@ Prints, for each host key, a comment line with its SHA256 fingerprint and the
 known_hosts line for each listen port, so that the output can be appended to a
 standby's ~/.ssh/known_hosts as it is.
 
-  --host NAME   the name (or address) standbys connect to; default: the listen
-                address, which is no use when walhub listens on 0.0.0.0 or ::
-  --config FILE the configuration (default: etc/walhub.toml of the installation)`;
+${COMMON_OPTIONS_HELP}
+      --host NAME     the name (or address) standbys connect to; default: the
+                      listen address, no use when walhub listens on 0.0.0.0 or ::`;
 
 const WILDCARDS = new Set(['0.0.0.0', '::', '']);
 

@@ -1,22 +1,27 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
-import { createAuditLog } from '../audit/audit-log.js';
+import { createAuditLog, type AuditConsumer } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
 import { createTransferCounts, type Hub } from '../command/get-wal.js';
 import { loadConfig } from '../config.js';
 import { KeyStore } from '../keys/key-store.js';
 import { createProgramLog } from '../log.js';
+import type { MetricsEndpoint } from '../metrics/metrics.js';
 import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
-import { startServer } from '../ssh/server.js';
+import { startServer, type RunningServer } from '../ssh/server.js';
 import { VERSION } from '../version.js';
-import { parseOptions, reportKnownError, type CliResult } from './options.js';
+import { COMMON_OPTIONS_HELP, parseOptions, reportKnownError, type CliResult } from './options.js';
 
 const HELP = `usage: walhub serve [--config FILE]
 
 Runs the SSH server in the foreground. Logs JSON lines to stdout; requests go
 to the audit log named in the configuration. Creates the ed25519 host key at
-first start. SIGHUP re-reads authorized_keys; SIGTERM lets transfers in flight
-finish (up to 30 s) and stops.`;
+first start. SIGHUP re-reads authorized_keys; SIGUSR1 reopens the audit log
+(after logrotate); SIGTERM lets transfers in flight finish (up to 30 s) and
+stops. With [metrics] listen in the configuration, serves Prometheus metrics
+on http://ADDRESS/metrics.
+
+${COMMON_OPTIONS_HELP}`;
 
 const AUTHORIZED_KEYS_TEMPLATE = `# walhub authorized_keys: one standby key a line, OpenSSH format.
 # servers= is required and names the server IDs the key may read ("*" for all):
@@ -64,8 +69,27 @@ export async function runServe(args: string[]): Promise<CliResult> {
     const decoders = createDecoderTable();
     for (const reason of decoders.missing.values()) log.info(reason);
     const hub: Hub = { config, decoders, transfers: createTransferCounts() };
-    const audit = createAuditLog(config.auditLog);
-    const server = await startServer({ hub, keys, hostKeys, audit, log, version: VERSION });
+    const consumers: AuditConsumer[] = [];
+    let server: RunningServer | undefined;
+    let metricsEndpoint: MetricsEndpoint | undefined;
+    // Loaded only when configured: prom-client costs about 12 MiB of RSS.
+    const metricsModule = config.metrics ? await import('../metrics/metrics.js') : undefined;
+    const metrics = metricsModule
+      ? metricsModule.createMetrics({
+          configuredServers: Object.keys(config.servers),
+          authorizedKeys: () => keys.current.byBlob.size,
+          connections: () => server?.connections.size ?? 0,
+          sessions: () => [...(server?.connections ?? [])].reduce((sum, c) => sum + c.openSessions, 0),
+        })
+      : undefined;
+    if (metrics) consumers.push(metrics.consume);
+    const audit = createAuditLog(config.auditLog, consumers);
+    server = await startServer({ hub, keys, hostKeys, audit, log, version: VERSION });
+    if (metricsModule && metrics && config.metrics) {
+      metricsEndpoint = await metricsModule.startMetricsEndpoint(metrics, config.metrics.listen);
+      log.info({ host: metricsEndpoint.address.address, port: metricsEndpoint.address.port }, 'metrics listening');
+    }
+    const running = server;
     for (const address of server.addresses) {
       log.info({ host: address.address, port: address.port, version: VERSION }, 'listening');
       for (const key of hostKeys) {
@@ -75,6 +99,10 @@ export async function runServe(args: string[]): Promise<CliResult> {
       }
     }
 
+    process.on('SIGUSR1', () => {
+      log.info({ path: config.auditLog }, 'SIGUSR1: reopening the audit log');
+      audit.reopen();
+    });
     process.on('SIGHUP', () => {
       log.info('SIGHUP: re-reading authorized keys');
       void keys.reload();
@@ -83,8 +111,9 @@ export async function runServe(args: string[]): Promise<CliResult> {
       const stop = (signal: string) => {
         log.info({ signal, transfers: hub.transfers.active }, 'stopping');
         keys.close();
-        void server
+        void running
           .close(signal === 'SIGINT' ? 0 : 30_000)
+          .then(() => metricsEndpoint?.close())
           .then(() => audit.flush())
           .then(resolve);
       };

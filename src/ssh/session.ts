@@ -46,8 +46,8 @@ export function handleSession(session: Session, conn: Connection, client: Ssh2Co
     started = true;
     clearTimeout(startTimer);
     const channel = accept();
-    refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)', ptyRequested);
     record(conn, deps.audit, '', { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'shell requested' }, Date.now());
+    refuse(channel, 'walhub serves WAL only; there is no shell (use: get-wal SERVER WAL_NAME)', ptyRequested);
   });
 
   session.on('exec', (accept, reject, info) => {
@@ -57,8 +57,8 @@ export function handleSession(session: Session, conn: Connection, client: Ssh2Co
     const channel = accept();
     const startedAt = Date.now();
     if (ptyRequested) {
-      refuse(channel, 'walhub does not allocate a terminal; run ssh with -T (WAL would be mangled by a tty)', true);
       record(conn, deps.audit, info.command, { bytes: 0, handed: 0, exit: EXIT_STATUS.USAGE, result: 'usage', message: 'pty requested' }, startedAt);
+      refuse(channel, 'walhub does not allocate a terminal; run ssh with -T (WAL would be mangled by a tty)', true);
       return;
     }
     conn.startCommand();
@@ -91,12 +91,13 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
   const outcome = key
     ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal, outlet: conn })
     : refuseRevoked(channel);
+  // The audit write is synchronous: the line is in the kernel before the client hears the exit status.
+  record(conn, deps.audit, command, outcome, startedAt);
   if (outcome.exit !== undefined && !aborter.signal.aborted) {
     channel.exit(outcome.exit);
     channel.end();
   }
   if (outcome.internal) conn.log.error({ err: outcome.internal, command: toLoggable(command, MAX_COMMAND_LENGTH_IN_AUDIT) }, 'request failed');
-  record(conn, deps.audit, command, outcome, startedAt);
 }
 
 /**

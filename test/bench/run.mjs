@@ -1,6 +1,8 @@
 // `npm run bench`: builds real WAL with PostgreSQL, then runs
 //   1. fetch.mjs  — one 16 MiB zstd segment through the OpenSSH client, walhub vs sshd (issue 2)
 //   2. replay.mjs — archive recovery through walhub, Barman over sshd, and a local copy (issue 3)
+//   3. audit-summary.mjs — walhub audit --summary vs jq over a million request lines (issue 6;
+//      also runs on its own: node test/bench/audit-summary.mjs)
 // prints a plain-text report and writes it as JSON to test/bench/results/latest.json.
 //
 // Knobs (environment): BENCH_ROUNDS (fetch rounds, default 15), BENCH_REPLAY_RUNS
@@ -14,6 +16,7 @@ import { availableParallelism, cpus, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildArchive, compressArchive, findPostgres, linkPlainLayout } from './archive.mjs';
+import { benchAuditSummary } from './audit-summary.mjs';
 import { benchFetch } from './fetch.mjs';
 import { benchReplay } from './replay.mjs';
 import { findProgram, findUser, isRoot, makeDir, makeTempDir, pgUser, runCleanups } from './lib.mjs';
@@ -151,11 +154,16 @@ async function main() {
   say();
   say(replay.text);
 
+  progress('benchmark 3: audit summary');
+  const audit = await benchAuditSummary({ dir: await makeDir(join(dir, 'audit')) });
+  say();
+  say(audit.text);
+
   const runtimeS = (Date.now() - startedAt) / 1000;
   say();
   say(`total bench time: ${runtimeS.toFixed(0)} s (building the archive included); load average ${loadavg()[0].toFixed(2)} at the end`);
   await mkdir(join(ROOT, 'test/bench/results'), { recursive: true });
-  const json = { date: new Date(startedAt).toISOString(), command: 'npm run bench', machine, runtimeS, fetch: fetch.results, replay: replay.results };
+  const json = { date: new Date(startedAt).toISOString(), command: 'npm run bench', machine, runtimeS, fetch: fetch.results, replay: replay.results, audit: audit.results };
   await writeFile(RESULTS, `${JSON.stringify(json, null, 2)}\n`);
   say(`results written to ${RESULTS.slice(ROOT.length)}`);
 }

@@ -160,7 +160,7 @@ session_start_timeout = "5s"
   });
 
   it.each([
-    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)`],
+    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)`],
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
@@ -230,7 +230,7 @@ login_grace_time = "soon"
 max_auth_tries = -1
 `);
     expect(problems).toEqual([
-      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)`,
+      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)`,
       `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "nowhere"`,
       `${FILE}: servers.a/b: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
       `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
@@ -243,7 +243,7 @@ max_auth_tries = -1
       parseConfig('a = 1\nb = 2\n', FILE);
       throw new Error('accepted');
     } catch (error) {
-      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms)`);
+      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)`);
     }
   });
 
@@ -347,5 +347,25 @@ describe('parseSize', () => {
 
   it.each([['16MB'], ['16mib'], ['1.5MiB'], ['-1MiB'], [''], ['MiB'], [1.5], [-1], [true], ['99999999999999GiB']])('refuses %j', (text) => {
     expect(parseSize(text)).toBeUndefined();
+  });
+});
+
+describe('[metrics]', () => {
+  it('is off when absent', () => {
+    expect(parseConfig('', FILE).metrics).toBeUndefined();
+  });
+
+  it('reads the listen address', () => {
+    expect(parseConfig('[metrics]\nlisten = "127.0.0.1:9187"\n', FILE).metrics).toEqual({ listen: { host: '127.0.0.1', port: 9187 } });
+    expect(parseConfig('[metrics]\nlisten = "[::1]:9187"\n', FILE).metrics).toEqual({ listen: { host: '::1', port: 9187 } });
+  });
+
+  it.each([
+    ['a bad address', '[metrics]\nlisten = "9187"', `${FILE}: metrics.listen: expected "host:port" or "[ipv6]:port", like "127.0.0.1:9187"`],
+    ['a missing address', '[metrics]\n', `${FILE}: metrics.listen: expected "host:port" or "[ipv6]:port", like "127.0.0.1:9187"`],
+    ['an unknown key', '[metrics]\nlisten = "127.0.0.1:9187"\npath = "/m"', `${FILE}: metrics.path: unknown key (expected listen)`],
+    ['a value that is not a table', 'metrics = "on"', `${FILE}: metrics: expected a table`],
+  ])('refuses %s', (_what, text, problem) => {
+    expect(problemsOf(text)).toEqual([problem]);
   });
 });
