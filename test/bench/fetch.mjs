@@ -201,7 +201,7 @@ function report(r) {
     '',
     formatTable(targets),
     ...[rss, rssSparse].filter((m) => m.failed).map((m) => `  ${m.failed} of ${m.streams} concurrent fetches failed: ${m.failures.join('; ')}`),
-    `  RSS runs: a freshly started walhub each, default limits.`,
+    `  RSS runs: a freshly started walhub each, default limits but per_source_max_startups 32 and max_transfers_per_key 16.`,
     `  (e): ${rss.streams} different full segments; walhub's RSS was ${fixed(rss.idleRssMiB)} MiB idle after start; the fetches took ${rss.wallMs} ms together.`,
     `  sparse: ${rssSparse.segment.name}, closed early by a WAL switch (as archive_timeout makes them), decodes to 16 MiB.`,
     '',

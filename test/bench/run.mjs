@@ -111,7 +111,10 @@ async function main() {
       archive: layout.barmanHome,
       authorizedKeys: [`servers="pg1" ${fetchKey.publicLine}`, `servers="pg1,pg1plain" ${replayKey.publicLine}`],
       // The same segments uncompressed: walhub's transport without zstd decoding.
-      extraToml: `[servers.pg1plain]\npath = ${JSON.stringify(plainServerDir)}\n${moreToml}`,
+      // 16 streams at once from one key on one host: above the defaults for one
+      // host (10 logins at once) and one key (8 transfers), which guard against
+      // exactly that from a stranger; raised here so every stream is served.
+      extraToml: `[servers.pg1plain]\npath = ${JSON.stringify(plainServerDir)}\n[limits]\nper_source_max_startups = 32\nmax_transfers_per_key = 16\n${moreToml}`,
       ...(process.env.WALHUB_CLI ? { cli: process.env.WALHUB_CLI } : {}),
     });
 
