@@ -16,7 +16,7 @@ const HELP = `usage: walhub serve [--config FILE]
 Runs the SSH server in the foreground. Logs JSON lines to stdout; requests go
 to the audit log named in the configuration. Creates the ed25519 host key at
 first start. SIGHUP re-reads authorized_keys; SIGTERM lets transfers in flight
-finish (up to 30 s) and stops.`;
+finish (up to 30 s) and stops, after [proxy] drain_time when behind a balancer.`;
 
 const AUTHORIZED_KEYS_TEMPLATE = `# walhub authorized_keys: one standby key a line, OpenSSH format.
 # servers= is required and names the server IDs the key may read ("*" for all):
@@ -83,8 +83,9 @@ export async function runServe(args: string[]): Promise<CliResult> {
       const stop = (signal: string) => {
         log.info({ signal, transfers: hub.transfers.active }, 'stopping');
         keys.close();
-        void server
-          .close(signal === 'SIGINT' ? 0 : 30_000)
+        // SIGTERM behind a balancer: first fail its health checks while still serving, then stop accepting.
+        void (signal === 'SIGINT' ? Promise.resolve() : server.drain())
+          .then(() => server.close(signal === 'SIGINT' ? 0 : 30_000))
           .then(() => audit.flush())
           .then(resolve);
       };
