@@ -3,12 +3,14 @@
 // itself, only its addresses moved to loopback, so what the tests prove is
 // what users copy.
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { startHub, type Hub, type HubOptions } from './hub.js';
 import { findFreePort, waitUntil } from './postgres.js';
 import { requireProgram } from './programs.js';
 
+const HOST_KEY_FILE = 'ssh_host_ed25519_key';
 const README = fileURLToPath(new URL('../../README.md', import.meta.url));
 
 export interface Haproxy {
@@ -103,4 +105,45 @@ async function canConnect(port: number): Promise<boolean> {
     });
     socket.once('error', () => resolve(false));
   });
+}
+
+/** What every node behind the balancer trusts: HAProxy connects to them from 127.0.0.1. */
+export const PROXY_TOML = '[proxy]\ntrusted = ["127.0.0.1"]\ndrain_time = "3s"\n';
+
+/**
+ * `count` walhub nodes in dirs root/node1, root/node2, ... (kept across
+ * restarts: the caller removes root), every one with node1's host key, copied
+ * as the README says (mode 0600), and the same authorized_keys and archive.
+ */
+export async function startNodes(
+  root: string,
+  count: number,
+  options: Omit<HubOptions, 'dir' | 'port'>,
+): Promise<Hub[]> {
+  const nodes: Hub[] = [];
+  try {
+    for (let i = 1; i <= count; i++) {
+      const dir = join(root, `node${i}`);
+      await mkdir(dir, { recursive: true });
+      if (i > 1) await copyFile(join(nodes[0]!.dir, HOST_KEY_FILE), join(dir, HOST_KEY_FILE)).then(() => chmod(join(dir, HOST_KEY_FILE), 0o600));
+      nodes.push(await startHub({ extraToml: PROXY_TOML, ...options, dir }));
+    }
+  } catch (error) {
+    for (const node of nodes) await node.stop();
+    throw error;
+  }
+  return nodes;
+}
+
+/** The node started again in its dir, on its port (HAProxy's server line names it). */
+export function restartNode(node: Hub, options: Omit<HubOptions, 'dir' | 'port'>): Promise<Hub> {
+  return startHub({ extraToml: PROXY_TOML, ...options, dir: node.dir, port: node.port });
+}
+
+/** A known_hosts file for the balancer's address, with the key every node shares. */
+export async function writeBalancerKnownHosts(dir: string, node: Hub, port: number): Promise<string> {
+  const line = (await readFile(node.knownHosts, 'utf8')).trim();
+  const path = join(dir, 'known_hosts_balancer');
+  await writeFile(path, `${line.replace(/^\S+/, `[127.0.0.1]:${port}`)}\n`);
+  return path;
 }
