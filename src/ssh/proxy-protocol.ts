@@ -125,6 +125,7 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Prox
     const finish = (result: ProxyHeader | { kind: 'invalid'; reason: string }) => {
       clearTimeout(timer);
       socket.off('data', onData);
+      socket.off('end', onClose);
       socket.off('close', onClose);
       socket.pause();
       if (result.kind !== 'invalid' && received.length > result.length) socket.unshift(received.subarray(result.length));
@@ -138,6 +139,8 @@ export function readProxyHeader(socket: Socket, timeoutMs: number): Promise<Prox
     const onClose = () => finish({ kind: 'invalid', reason: 'closed before a complete PROXY header' });
     const timer = setTimeout(() => finish({ kind: 'invalid', reason: `no complete PROXY header within ${timeoutMs / 1000} s` }), timeoutMs);
     socket.on('data', onData);
+    // 'end' (the peer's FIN) too: a half-open socket would otherwise wait for the timeout.
+    socket.once('end', onClose);
     socket.once('close', onClose);
   });
 }
