@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, resolve } from 'node:path';
 import toml from 'toml';
 
@@ -52,6 +53,14 @@ export interface ServerEntry {
   readonly path: string;
 }
 
+/** TCP load balancers in front of walhub (README: Running several nodes). */
+export interface ProxySettings {
+  /** Addresses and CIDR blocks whose connections must begin with a PROXY protocol header. */
+  readonly trusted: readonly string[];
+  /** ms between SIGTERM and closing the listener, in which the balancer's health checks fail. */
+  readonly drainTime: number;
+}
+
 export interface Config {
   readonly file: string;
   readonly listen: readonly { host: string; port: number }[];
@@ -66,6 +75,7 @@ export interface Config {
   readonly fipsAlgorithms: boolean;
   /** The Prometheus endpoint; absent when [metrics] is not configured. */
   readonly metrics?: { readonly listen: { host: string; port: number } };
+  readonly proxy: ProxySettings;
 }
 
 export class ConfigError extends Error {
@@ -111,12 +121,15 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   sessionStartTimeout: 10_000,
 });
 
+export const DEFAULT_PROXY: ProxySettings = Object.freeze({ trusted: Object.freeze([]), drainTime: 5_000 });
+
 /** Server IDs are directory names: no separators, no dot-only names. */
 export const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 type Table = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms', 'metrics'];
+const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms', 'metrics', 'proxy'];
+const PROXY_KEYS = ['trusted', 'drain_time'];
 type LimitKind = 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' | 'window' | 'segment';
 const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: LimitKind }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
@@ -258,6 +271,7 @@ export function parseConfig(text: string, file: string): Config {
     if (!address) fail('metrics.listen', 'expected "host:port" or "[ipv6]:port", like "127.0.0.1:9187"');
     else metrics = Object.freeze({ listen: address });
   }
+  const proxy = parseProxy(raw.proxy, fail);
 
   const config: Config = {
     file,
@@ -271,6 +285,7 @@ export function parseConfig(text: string, file: string): Config {
     limits: Object.freeze(limits as unknown as Limits),
     fipsAlgorithms: fipsAlgorithms === true,
     ...(metrics ? { metrics } : {}),
+    proxy,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
@@ -343,6 +358,33 @@ function parsePenalty(value: unknown): number | undefined {
 
 function parseIpv6Prefix(value: unknown): number | undefined {
   return typeof value === 'number' && Number.isInteger(value) && value >= 1 && value <= 128 ? value : undefined;
+}
+
+function parseProxy(value: unknown, fail: Fail): ProxySettings {
+  if (value === undefined) return DEFAULT_PROXY;
+  if (!isTable(value)) {
+    fail('proxy', 'expected a table');
+    return DEFAULT_PROXY;
+  }
+  for (const key of Object.keys(value)) if (!PROXY_KEYS.includes(key)) fail(`proxy.${key}`, `unknown key (expected one of ${PROXY_KEYS.join(', ')})`);
+  const trusted = stringList(value, 'trusted', (_key, expected) => fail('proxy.trusted', expected), []);
+  for (const entry of trusted) if (!isAddressOrBlock(entry)) fail('proxy.trusted', `expected an IP address or CIDR block like "10.0.9.0/24", got ${JSON.stringify(entry)}`);
+  let drainTime = DEFAULT_PROXY.drainTime;
+  if (value.drain_time !== undefined) {
+    const parsed = parseDuration(value.drain_time);
+    if (parsed === undefined || parsed > 600_000) fail('proxy.drain_time', 'expected a duration like "5s", up to 10m, or "0s" for none');
+    else drainTime = parsed;
+  }
+  return Object.freeze({ trusted: Object.freeze([...trusted]), drainTime });
+}
+
+/** "10.0.0.5", "2001:db8::1", "10.0.9.0/24", "2001:db8::/48" (no host names: they would be resolved at every start). */
+function isAddressOrBlock(text: string): boolean {
+  const [ip, bits, extra] = text.split('/');
+  const family = isIP(ip ?? '');
+  if (family === 0 || extra !== undefined) return false;
+  if (bits === undefined) return true;
+  return /^\d{1,3}$/.test(bits) && Number(bits) <= (family === 4 ? 32 : 128);
 }
 
 function isTable(value: unknown): value is Table {

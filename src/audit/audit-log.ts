@@ -9,6 +9,8 @@ export type AuditEvent = 'connect' | 'auth' | 'request' | 'disconnect';
 export interface ConnectionFields {
   conn: string;
   remote: string;
+  /** The load balancer's address, when `remote` came from its PROXY header. */
+  proxy?: string;
   client?: string;
   user?: string;
   key?: string;

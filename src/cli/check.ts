@@ -84,6 +84,8 @@ export async function runCheck(args: string[]): Promise<CliResult> {
     }
   }
   const warnings = keySet ? findKeyWarnings(keySet, config.authorizedKeys, new Set(servers.keys()), Date.now()) : [];
+  const archiveWarning = findArchiveWarning(config.archive, archiveExists);
+  if (archiveWarning) warnings.unshift(archiveWarning);
   out(`audit log     ${config.auditLog}`);
   const decoders = createDecoderTable();
   out(`decoders      ${[...decoders.decoders.keys()].join(', ')}${decoders.missing.size ? ` (not available: ${[...decoders.missing.keys()].join(', ')})` : ''}`);
@@ -116,4 +118,15 @@ export function findKeyWarnings(set: KeySet, source: string, servers: ReadonlySe
     else byName.set(entry.name, entry);
   }
   return warnings;
+}
+
+/**
+ * An archive root that is missing or empty is not a configuration error (Barman
+ * may not have run yet), but a node behind a balancer that serves from it
+ * answers "not found" to every request its neighbours would have served.
+ */
+function findArchiveWarning(archive: string, exists: boolean): string | undefined {
+  if (!exists) return `the archive root ${archive} does not exist: every get-wal is "not found" on this node`;
+  if (readdirSync(archive).length === 0) return `the archive root ${archive} is empty: every get-wal is "not found" on this node`;
+  return undefined;
 }

@@ -18,8 +18,8 @@ Runs the SSH server in the foreground. Logs JSON lines to stdout; requests go
 to the audit log named in the configuration. Creates the ed25519 host key at
 first start. SIGHUP re-reads authorized_keys; SIGUSR1 reopens the audit log
 (after logrotate); SIGTERM lets transfers in flight finish (up to 30 s) and
-stops. With [metrics] listen in the configuration, serves Prometheus metrics
-on http://ADDRESS/metrics.
+stops, after [proxy] drain_time when behind a balancer. With [metrics] listen
+in the configuration, serves Prometheus metrics on http://ADDRESS/metrics.
 
 ${COMMON_OPTIONS_HELP}`;
 
@@ -111,8 +111,9 @@ export async function runServe(args: string[]): Promise<CliResult> {
       const stop = (signal: string) => {
         log.info({ signal, transfers: hub.transfers.active }, 'stopping');
         keys.close();
-        void running
-          .close(signal === 'SIGINT' ? 0 : 30_000)
+        // SIGTERM behind a balancer: first fail its health checks while still serving, then stop accepting.
+        void (signal === 'SIGINT' ? Promise.resolve() : running.drain())
+          .then(() => running.close(signal === 'SIGINT' ? 0 : 30_000))
           .then(() => metricsEndpoint?.close())
           .then(() => audit.flush())
           .then(resolve);

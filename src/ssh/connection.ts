@@ -49,16 +49,21 @@ export class Connection implements Outlet {
   /** At most one empty write waits in the socket (see nextProgress). */
   private flushWatched = false;
 
+  /** The balancer's address when the client's came in a PROXY header (proxy-protocol.ts). */
+  readonly proxy: string | undefined;
+
   constructor(
     private readonly socket: Socket,
     private readonly audit: AuditLog,
     log: Logger,
+    proxied?: { readonly address: string; readonly port: number },
   ) {
-    const address = socket.remoteAddress ?? '';
-    const port = socket.remotePort ?? 0;
+    const address = proxied?.address ?? socket.remoteAddress ?? '';
+    const port = proxied?.port ?? socket.remotePort ?? 0;
     this.remoteAddress = toPlainAddress(address);
     this.remote = this.remoteAddress.includes(':') ? `[${this.remoteAddress}]:${port}` : `${this.remoteAddress}:${port}`;
-    this.log = log.child({ conn: this.id, remote: this.remote });
+    this.proxy = proxied ? toPlainAddress(socket.remoteAddress ?? '') : undefined;
+    this.log = log.child({ conn: this.id, remote: this.remote, ...(this.proxy ? { proxy: this.proxy } : {}) });
     // Registered before the listener's own 'close' handler: the refused-login
     // record of a client that gave up comes before its disconnect record.
     socket.once('close', () => this.login?.record());
@@ -68,6 +73,7 @@ export class Connection implements Outlet {
     return {
       conn: this.id,
       remote: this.remote,
+      ...(this.proxy !== undefined ? { proxy: this.proxy } : {}),
       ...(this.clientIdent !== undefined ? { client: this.clientIdent } : {}),
       ...(this.user !== undefined ? { user: this.user } : {}),
       ...(this.identity ? { key: this.identity.key.fingerprint, key_name: this.identity.name } : {}),

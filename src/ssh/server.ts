@@ -1,5 +1,5 @@
 import { once } from 'node:events';
-import { createServer, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
+import { BlockList, createServer, isIP, type AddressInfo, type Server as NetServer, type Socket } from 'node:net';
 import type { Logger } from 'pino';
 import ssh2 from 'ssh2';
 import type { AuditLog } from '../audit/audit-log.js';
@@ -11,6 +11,7 @@ import { handleAuthentication } from './auth.js';
 import { Connection } from './connection.js';
 import type { HostKey } from './host-keys.js';
 import { PenaltyBox } from './penalties.js';
+import { readProxyHeader, startsLikeProxyHeader } from './proxy-protocol.js';
 import { RefusalLog } from './refusal-log.js';
 import { RefusalLimiter } from './refusal-limiter.js';
 import { handleSession } from './session.js';
@@ -28,6 +29,12 @@ export interface ServerDeps {
 export interface RunningServer {
   readonly addresses: readonly AddressInfo[];
   readonly connections: ReadonlySet<Connection>;
+  /**
+   * Behind a balancer ([proxy] trusted), fails its health checks (LOCAL
+   * headers get no banner) for drain_time while still serving every proxied
+   * client, so the balancer sends new clients elsewhere before close().
+   */
+  drain(): Promise<void>;
   /** Stops accepting, lets transfers in flight finish for up to `graceMs`, then ends every connection. */
   close(graceMs?: number): Promise<void>;
 }
@@ -75,6 +82,8 @@ export function toAlgorithms(fips: boolean): ssh2.Algorithms {
 
 /** sshd has no such limit; a socket that never sends its ident line gets 10 s, not the whole login grace time. */
 const IDENT_TIMEOUT_MS = 10_000;
+/** A balancer's header comes with its first packet; 5 s is generous even across a WAN. */
+const PROXY_HEADER_TIMEOUT_MS = 5_000;
 /** A login keeps its source exempt from penalties this long (see penalties.ts). */
 const LOGIN_EXEMPTS_SOURCE_MS = 24 * 3_600_000;
 /** Like sshd's max-sources4/6. */
@@ -132,11 +141,48 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     return { ssh, awaitingIdent };
   };
 
+  const trustedProxies = toBlockList(config.proxy.trusted);
+  /** Sockets from a balancer still sending their PROXY header: not yet counted by any source. */
+  let awaitingHeader = 0;
+  let draining = false;
+
   const handleSocket = (socket: Socket, front: Front) => {
-    // Decide before spending anything on the socket: no Connection, no ssh2, no audit record.
-    const address = toPlainAddress(socket.remoteAddress ?? '');
-    const source = toSourceKey(address, limits.perSourceIpv6Prefix);
+    const peer = toPlainAddress(socket.remoteAddress ?? '');
     socket.on('error', () => {});
+    if (!isTrusted(trustedProxies, peer)) return admitSocket(socket, front, peer, undefined);
+    // Each balancer connection counts under the client it carries, known only
+    // from its header: until then, a bound on them all, not per source.
+    if (closing || awaitingHeader >= limits.maxStartups) {
+      deps.log.warn({ proxy: peer, reason: closing ? 'shutting down' : 'too many connections awaiting their PROXY header' }, 'proxied connection refused');
+      return void socket.destroy();
+    }
+    awaitingHeader++;
+    void readProxyHeader(socket, Math.min(PROXY_HEADER_TIMEOUT_MS, limits.loginGraceTime)).then((header) => {
+      awaitingHeader--;
+      if (socket.destroyed) return;
+      if (header.kind === 'invalid') {
+        // Not "connection refused" with `address`: fail2ban would ban the balancer, and every standby behind it.
+        deps.log.warn({ proxy: peer, reason: header.reason }, 'proxied connection refused');
+        return void socket.destroy();
+      }
+      if (header.kind === 'local') {
+        // The balancer's own health check: while draining it must fail, and sees no banner.
+        if (draining) return void socket.destroy();
+        return admitSocket(socket, front, peer, undefined, { healthCheck: true });
+      }
+      admitSocket(socket, front, toPlainAddress(header.address), { address: header.address, port: header.port });
+    });
+  };
+
+  const admitSocket = (
+    socket: Socket,
+    front: Front,
+    address: string,
+    proxied: { address: string; port: number } | undefined,
+    { healthCheck = false } = {},
+  ) => {
+    // Decide before spending anything on the socket: no Connection, no ssh2, no audit record.
+    const source = toSourceKey(address, limits.perSourceIpv6Prefix);
     if (closing) {
       refusals.refuse(address, source, 'shutting down');
       return void socket.destroy();
@@ -157,7 +203,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     // Handshakes and small answers are many short packets: without this each
     // waits on the peer's delayed ACK (40 ms on Linux).
     socket.setNoDelay(true);
-    const conn = new Connection(socket, deps.audit, deps.log);
+    const conn = new Connection(socket, deps.audit, deps.log, proxied);
     socket.on('error', (error) => conn.log.debug({ err: error.message }, 'socket error'));
     connections.add(conn);
     let authenticated = false;
@@ -192,6 +238,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         const reason = conn.closeReason ?? 'authentication failed';
         conn.log.warn({ address, reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
       }
+      // A health check that went no further than the banner is no one's connection.
+      if (healthCheck && conn.clientIdent === undefined) return;
       deps.audit.record('disconnect', {
         ...conn.fields(),
         ms: Date.now() - conn.startedAt,
@@ -200,6 +248,24 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       });
     });
     front.ssh.injectSocket(socket);
+    // Added after ssh2 paused the socket, so ssh2 loses no byte; runs before its parser.
+    if (!proxied && !healthCheck) refuseUntrustedProxyHeader(socket, conn);
+  };
+
+  /** A balancer not in [proxy] trusted: its header is refused by name, never read as SSH or believed. */
+  const refuseUntrustedProxyHeader = (socket: Socket, conn: Connection) => {
+    let seen: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      seen = Buffer.concat([seen, chunk.subarray(0, 16)]);
+      const looks = startsLikeProxyHeader(seen);
+      if (looks === undefined) return;
+      socket.off('data', onData);
+      if (!looks) return;
+      conn.closeReason = 'PROXY protocol header from an address not in [proxy] trusted';
+      conn.log.warn({ address: conn.remoteAddress, reason: conn.closeReason }, 'connection refused');
+      socket.destroy();
+    };
+    socket.on('data', onData);
   };
 
   const refusedLogins = new RefusalLimiter((address, suppressed) => {
@@ -241,6 +307,12 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   return {
     addresses: listeners.map((l) => l.address() as AddressInfo),
     connections,
+    async drain() {
+      if (config.proxy.trusted.length === 0 || config.proxy.drainTime === 0) return;
+      draining = true;
+      deps.log.info({ drain_s: config.proxy.drainTime / 1000 }, 'draining: failing the balancer\'s health checks, still serving');
+      await new Promise((r) => setTimeout(r, config.proxy.drainTime));
+    },
     async close(graceMs = 0) {
       closing = true;
       // net.Server.close() calls back only once every connection is gone.
@@ -257,3 +329,18 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   };
 }
 
+function toBlockList(entries: readonly string[]): BlockList {
+  const list = new BlockList();
+  for (const entry of entries) {
+    const [ip, bits] = entry.split('/') as [string, string | undefined];
+    const type = isIP(ip) === 6 ? 'ipv6' : 'ipv4';
+    if (bits === undefined) list.addAddress(ip, type);
+    else list.addSubnet(ip, Number(bits), type);
+  }
+  return list;
+}
+
+function isTrusted(list: BlockList, address: string): boolean {
+  const family = isIP(address);
+  return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
+}

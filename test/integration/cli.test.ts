@@ -46,7 +46,7 @@ describe('walhub check', () => {
     const result = await walhub(['check', '--config', config]);
     expect(result.status).toBe(1);
     expect(result.stderr.trim().split('\n')).toEqual([
-      `walhub: ${config}: usre: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)`,
+      `walhub: ${config}: usre: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`,
       `walhub: ${config}: listen: expected "host:port" or "[ipv6]:port", got "127.0.0.1"`,
       `walhub: ${config}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
       `walhub: ${config}: limits.max_sessions: expected a whole number from 1 to 100000`,
@@ -79,7 +79,22 @@ describe('walhub check', () => {
     expect(result.status).toBe(0);
     expect(result.stdout).toContain('listen        127.0.0.1:2299');
     expect(result.stdout).toContain('user          walhub');
-    expect(result.stdout.trim().split('\n').at(-1)).toBe('ok');
+    // The shipped default's archive is under the checkout, where nothing has put WAL.
+    expect(result.stderr).toBe(`walhub: warning: the archive root ${join(dir, '..', 'var', 'archive')} does not exist: every get-wal is "not found" on this node\n`);
+    expect(result.stdout.trim().split('\n').at(-1)).toBe('ok (1 warning(s))');
+  });
+
+  it('warns of an archive root that is missing or empty, which a node behind a balancer would serve "not found" from, and still exits 0', async () => {
+    const empty = join(dir, 'empty-archive');
+    await mkdir(empty, { recursive: true });
+    await writeFile(join(dir, 'archive_keys'), '');
+    for (const [archive, what] of [[empty, 'is empty'], [join(dir, 'no-archive'), 'does not exist']] as const) {
+      const config = await writeConfig('archive.toml', `authorized_keys = "archive_keys"\nhost_keys = ["nokey_ed25519"]\narchive = ${JSON.stringify(archive)}\n`);
+      const result = await walhub(['check', '--config', config]);
+      expect(result.status).toBe(0);
+      expect(result.stderr).toBe(`walhub: warning: the archive root ${archive} ${what}: every get-wal is "not found" on this node\n`);
+      expect(result.stdout.trim().split('\n').at(-1)).toBe('ok (1 warning(s))');
+    }
   });
 
   it('warns, with line numbers, of an expired key, a server ID the archive lacks and a key name used twice, and still exits 0', async () => {

@@ -27,6 +27,7 @@ describe('parseConfig', () => {
       servers: {},
       limits: DEFAULT_LIMITS,
       fipsAlgorithms: false,
+      proxy: { trusted: [], drainTime: 5_000 },
     });
   });
 
@@ -93,6 +94,10 @@ max_segment_size = "1GiB"
 max_transfers_per_key = 4
 stall_timeout = "2m"
 session_start_timeout = "5s"
+
+[proxy]
+trusted = ["10.0.0.5", "10.0.9.0/24", "2001:db8::/48"]
+drain_time = "3s"
 `,
       FILE,
     );
@@ -132,6 +137,7 @@ session_start_timeout = "5s"
         sessionStartTimeout: 5_000,
       },
       fipsAlgorithms: true,
+      proxy: { trusted: ['10.0.0.5', '10.0.9.0/24', '2001:db8::/48'], drainTime: 3_000 },
     });
   });
 
@@ -151,16 +157,21 @@ session_start_timeout = "5s"
     expect(config.authorizedKeys).toBe('/opt/walhub/keys/authorized_keys');
   });
 
+  it('takes "0s" as no drain phase', () => {
+    expect(parseConfig('[proxy]\ntrusted = ["127.0.0.1"]\ndrain_time = "0s"', FILE).proxy).toEqual({ trusted: ['127.0.0.1'], drainTime: 0 });
+  });
+
   it('returns a frozen object', () => {
     const config = parseConfig('[servers.pg1]\npath = "/x"\n', FILE);
     expect(Object.isFrozen(config)).toBe(true);
     expect(Object.isFrozen(config.limits)).toBe(true);
     expect(Object.isFrozen(config.servers)).toBe(true);
     expect(Object.isFrozen(config.servers.pg1)).toBe(true);
+    expect(Object.isFrozen(config.proxy.trusted)).toBe(true);
   });
 
   it.each([
-    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)`],
+    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`],
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
@@ -214,6 +225,14 @@ session_start_timeout = "5s"
     ],
     ['a server without a path', '[servers.pg1]\ndir = "/x"', `${FILE}: servers.pg1.path: expected a directory path`],
     ['a server with an empty path', '[servers.pg1]\npath = ""', `${FILE}: servers.pg1.path: expected a directory path`],
+    ['proxy that is not a table', 'proxy = "10.0.0.5"', `${FILE}: proxy: expected a table`],
+    ['an unknown proxy key', '[proxy]\ntrusted_hosts = ["10.0.0.5"]', `${FILE}: proxy.trusted_hosts: unknown key (expected one of trusted, drain_time)`],
+    ['a host name as a trusted proxy', '[proxy]\ntrusted = ["lb1.example.net"]', `${FILE}: proxy.trusted: expected an IP address or CIDR block like "10.0.9.0/24", got "lb1.example.net"`],
+    ['a CIDR block with a prefix too long', '[proxy]\ntrusted = ["10.0.9.0/33"]', `${FILE}: proxy.trusted: expected an IP address or CIDR block like "10.0.9.0/24", got "10.0.9.0/33"`],
+    ['a CIDR block with two prefixes', '[proxy]\ntrusted = ["10.0.9.0/24/8"]', `${FILE}: proxy.trusted: expected an IP address or CIDR block like "10.0.9.0/24", got "10.0.9.0/24/8"`],
+    ['trusted proxies as a string', '[proxy]\ntrusted = "10.0.0.5"', `${FILE}: proxy.trusted: expected a list of strings`],
+    ['a drain time in words', '[proxy]\ndrain_time = "a few seconds"', `${FILE}: proxy.drain_time: expected a duration like "5s", up to 10m, or "0s" for none`],
+    ['a drain time over ten minutes', '[proxy]\ndrain_time = "11m"', `${FILE}: proxy.drain_time: expected a duration like "5s", up to 10m, or "0s" for none`],
     ['a server key other than path', '[servers.pg1]\npath = "/x"\ncompression = "gzip"', `${FILE}: servers.pg1.compression: unknown key (expected path)`],
   ])('refuses %s with one line naming the file and the key', (_what, text, problem) => {
     expect(problemsOf(text)).toEqual([problem]);
@@ -230,7 +249,7 @@ login_grace_time = "soon"
 max_auth_tries = -1
 `);
     expect(problems).toEqual([
-      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)`,
+      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`,
       `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "nowhere"`,
       `${FILE}: servers.a/b: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
       `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
@@ -243,7 +262,7 @@ max_auth_tries = -1
       parseConfig('a = 1\nb = 2\n', FILE);
       throw new Error('accepted');
     } catch (error) {
-      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics)`);
+      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`);
     }
   });
 
