@@ -143,6 +143,15 @@ describe('walhub serve start-up', () => {
     }
   });
 
+  it.each([['check'], ['host-key']])('walhub %s into a pipe that is already closed ends quietly, not with an EPIPE stack', async (command) => {
+    const config = await writeConfig(`pipe-${command}.toml`, `host_keys = ["pipe_${command}_ed25519"]\n`);
+    await run(requireProgram('ssh-keygen', 'openssh-client'), ['-q', '-t', 'ed25519', '-N', '', '-f', join(dir, `pipe_${command}_ed25519`)]);
+    // `true` reads nothing and is gone long before node has started: every write meets a closed pipe.
+    const { stdout, stderr } = await run('/bin/bash', ['-c', `${process.execPath} ${CLI} ${command} --config ${config} | true; echo "status \${PIPESTATUS[0]}"`]);
+    expect(stderr).not.toMatch(/EPIPE|Error|at /);
+    expect(stdout).toMatch(/^status [01]\n$/);
+  });
+
   it('builds dist/cli.js executable, so a symlink on PATH runs it', async () => {
     const link = join(dir, 'walhub');
     await symlink(CLI, link);
