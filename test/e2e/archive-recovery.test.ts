@@ -2,15 +2,13 @@
 // (pg_basebackup -X none, recovery.signal): every segment comes through walhub,
 // out of a Barman archive compressed with zstd, and the recovered cluster ends
 // up with exactly the data the archive holds.
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createBarman, type Barman } from '../helpers/barman.js';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { chownToPostgres, createCluster, createStandby, waitUntil, type PgCluster } from '../helpers/postgres.js';
+import { createCluster, waitUntil, type PgCluster } from '../helpers/postgres.js';
 import {
+  createArchiveRecovery,
   createFillTable,
-  dropPrimaryConninfo,
   grepLog,
   toPrimarySettings,
   toNextSegment,
@@ -49,30 +47,16 @@ afterAll(async () => {
 
 it('pg_basebackup -X none + recovery.signal replays every archived segment through walhub', async () => {
   const p = primary!;
-  // -X none comes after createStandby's -X stream and wins: the backup holds no WAL at all.
-  restored = await createStandby(p, {
-    basebackupArgs: ['-X', 'none'],
-    conf: {
-      // The plain one-liner: in archive recovery, any miss ends recovery, so an
-      // unreachable hub had better stop PostgreSQL (255) than end it early.
-      restore_command: toRestoreCommand(access!, 'pg1', 'plain'),
-      archive_mode: false,
-      log_min_messages: 'log',
-    },
-  });
-  const label = await readFile(join(restored.dataDir, 'backup_label'), 'utf8');
-  const startFile = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
-  expect(startFile).toBeDefined();
-  await rm(join(restored.dataDir, 'standby.signal'));
-  await dropPrimaryConninfo(restored);
-  const signal = join(restored.dataDir, 'recovery.signal');
-  await writeFile(signal, '');
-  await chownToPostgres(signal);
+  // The plain one-liner: in archive recovery, any miss ends recovery, so an
+  // unreachable hub had better stop PostgreSQL (255) than end it early.
+  const recovery = await createArchiveRecovery(p, toRestoreCommand(access!, 'pg1', 'plain'));
+  restored = recovery.cluster;
+  const startFile = recovery.startFile;
 
   // After the backup: more segments, all archived; then one row that never reaches the archive.
-  let last = startFile!;
+  let last = startFile;
   for (let i = 0; i < 3; i++) last = (await writeAndSwitch(p, 30_000)).segment;
-  const archived = toSegmentRange(startFile!, last);
+  const archived = toSegmentRange(startFile, last);
   await barman.archive(p, 'pg1', archived);
   const expected = await toTableChecksum(p);
   await p.psql(`insert into fill values (-1, 'never archived')`);

@@ -3,17 +3,16 @@
 // of them rewritten the way Barman 3.17 writes each of its formats. A base
 // backup without WAL (pg_basebackup -X none, recovery.signal) replays all of
 // them through walhub and ends with exactly the data the archive holds.
-import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { archivedPath } from '../helpers/archive.js';
 import { createBarman, type Barman } from '../helpers/barman.js';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { chownToPostgres, createCluster, createStandby, waitUntil, type PgCluster } from '../helpers/postgres.js';
+import { createCluster, waitUntil, type PgCluster } from '../helpers/postgres.js';
 import { BARMAN_WRITERS, writeAsBarman } from '../helpers/python-writers.js';
 import {
+  createArchiveRecovery,
   createFillTable,
-  dropPrimaryConninfo,
   grepLog,
   toPrimarySettings,
   toSegmentRange,
@@ -52,17 +51,9 @@ afterAll(async () => {
 
 it('a recovery replays segments of every format, Barman 3.4 and 3.17 mixed, through walhub', async () => {
   const p = primary!;
-  restored = await createStandby(p, {
-    basebackupArgs: ['-X', 'none'],
-    conf: { restore_command: toRestoreCommand(access!, 'pg1', 'plain'), archive_mode: false, log_min_messages: 'log' },
-  });
-  const label = await readFile(join(restored.dataDir, 'backup_label'), 'utf8');
-  const startFile = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)![1]!;
-  await rm(join(restored.dataDir, 'standby.signal'));
-  await dropPrimaryConninfo(restored);
-  const signal = join(restored.dataDir, 'recovery.signal');
-  await writeFile(signal, '');
-  await chownToPostgres(signal);
+  const recovery = await createArchiveRecovery(p, toRestoreCommand(access!, 'pg1', 'plain'));
+  restored = recovery.cluster;
+  const { startFile } = recovery;
 
   let last = startFile;
   for (let i = 0; i < BARMAN_WRITERS.length + 1; i++) last = (await writeAndSwitch(p, 30_000)).segment;

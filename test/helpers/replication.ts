@@ -1,8 +1,8 @@
 // Writing WAL on a primary and checking what a standby has, the way an
 // administrator would: LSNs, segment names, a checksum of the table's rows.
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { waitUntil, type PgCluster, type PgSettings } from './postgres.js';
+import { chownToPostgres, createStandby, waitUntil, type PgCluster, type PgSettings } from './postgres.js';
 
 /** Settings for a primary that ships WAL and recycles pg_wal fast (small, quick, not durable). */
 export function toPrimarySettings(archiveCommand: string): PgSettings {
@@ -111,4 +111,27 @@ export async function dropPrimaryConninfo(cluster: PgCluster): Promise<void> {
 export async function grepLog(cluster: PgCluster, re: RegExp): Promise<string[]> {
   const text = await readFile(cluster.logFile, 'utf8').catch(() => '');
   return text.split('\n').filter((l) => re.test(l));
+}
+
+/**
+ * A base backup of `primary` that carries no WAL (pg_basebackup -X none), set
+ * up for archive recovery: recovery.signal, no standby.signal, no
+ * primary_conninfo, so every segment comes through `restoreCommand`. Not
+ * started. `startFile` is the segment the backup starts in.
+ */
+export async function createArchiveRecovery(primary: PgCluster, restoreCommand: string): Promise<{ cluster: PgCluster; startFile: string }> {
+  // -X none comes after createStandby's -X stream and wins: the backup holds no WAL at all.
+  const cluster = await createStandby(primary, {
+    basebackupArgs: ['-X', 'none'],
+    conf: { restore_command: restoreCommand, archive_mode: false, log_min_messages: 'log' },
+  });
+  const label = await readFile(join(cluster.dataDir, 'backup_label'), 'utf8');
+  const startFile = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
+  if (startFile === undefined) throw new Error(`no START WAL LOCATION in ${cluster.dataDir}/backup_label`);
+  await rm(join(cluster.dataDir, 'standby.signal'));
+  await dropPrimaryConninfo(cluster);
+  const signal = join(cluster.dataDir, 'recovery.signal');
+  await writeFile(signal, '');
+  await chownToPostgres(signal);
+  return { cluster, startFile };
 }
