@@ -2,85 +2,50 @@
 // (pg_basebackup -X none, recovery.signal): every segment comes through walhub,
 // out of a Barman archive compressed with zstd, and the recovered cluster ends
 // up with exactly the data the archive holds.
-import { readFile, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { createBarman, type Barman } from '../helpers/barman.js';
-import { startHub, type Hub } from '../helpers/hub.js';
-import { chownToPostgres, createCluster, createStandby, waitUntil, type PgCluster } from '../helpers/postgres.js';
+import type { PgCluster } from '../helpers/postgres.js';
+import { createRecoverySetup, type RecoverySetup } from '../helpers/recovery-setup.js';
 import {
-  createFillTable,
-  dropPrimaryConninfo,
+  createRecoveryCluster,
   grepLog,
-  toPrimarySettings,
+  toBackupStartFile,
   toNextSegment,
   toSegmentRange,
   toTableChecksum,
+  waitForPromotion,
   writeAndSwitch,
 } from '../helpers/replication.js';
-import { createStandbyAccess, toRestoreCommand, type StandbyAccess } from '../helpers/restore-command.js';
-import { createClientKey } from '../helpers/ssh-client.js';
+import { toRestoreCommand } from '../helpers/restore-command.js';
 
-let barman: Barman;
-let primary: PgCluster | undefined;
+let setup: RecoverySetup | undefined;
 let restored: PgCluster | undefined;
-let hub: Hub | undefined;
-let access: StandbyAccess | undefined;
 
 beforeAll(async () => {
-  barman = await createBarman({ pg1: 'zstd' });
-  primary = await createCluster({ conf: toPrimarySettings(barman.toArchiveCommand('pg1')) });
-  await primary.start();
-  await createFillTable(primary);
-  await writeAndSwitch(primary, 1000);
-  hub = await startHub({ archive: barman.home });
-  const key = await createClientKey(hub.dir, 'restore-a');
-  await hub.writeKeys([{ key, options: 'servers="pg1"' }]);
-  access = await createStandbyAccess(hub, key);
+  setup = await createRecoverySetup('zstd');
 });
 
 afterAll(async () => {
   await restored?.cleanup();
-  await primary?.cleanup();
-  await access?.cleanup();
-  await hub?.stop();
-  await barman?.cleanup();
+  await setup?.cleanup();
 });
 
 it('pg_basebackup -X none + recovery.signal replays every archived segment through walhub', async () => {
-  const p = primary!;
-  // -X none comes after createStandby's -X stream and wins: the backup holds no WAL at all.
-  restored = await createStandby(p, {
-    basebackupArgs: ['-X', 'none'],
-    conf: {
-      // The plain one-liner: in archive recovery, any miss ends recovery, so an
-      // unreachable hub had better stop PostgreSQL (255) than end it early.
-      restore_command: toRestoreCommand(access!, 'pg1', 'plain'),
-      archive_mode: false,
-      log_min_messages: 'log',
-    },
-  });
-  const label = await readFile(join(restored.dataDir, 'backup_label'), 'utf8');
-  const startFile = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
-  expect(startFile).toBeDefined();
-  await rm(join(restored.dataDir, 'standby.signal'));
-  await dropPrimaryConninfo(restored);
-  const signal = join(restored.dataDir, 'recovery.signal');
-  await writeFile(signal, '');
-  await chownToPostgres(signal);
+  const { primary: p, access, barman, hub } = setup!;
+  // The plain one-liner: in archive recovery, any miss ends recovery, so an
+  // unreachable hub had better stop PostgreSQL (255) than end it early.
+  restored = await createRecoveryCluster(p, toRestoreCommand(access, 'pg1', 'plain'));
+  const startFile = await toBackupStartFile(restored);
 
   // After the backup: more segments, all archived; then one row that never reaches the archive.
-  let last = startFile!;
+  let last = startFile;
   for (let i = 0; i < 3; i++) last = (await writeAndSwitch(p, 30_000)).segment;
-  const archived = toSegmentRange(startFile!, last);
+  const archived = toSegmentRange(startFile, last);
   await barman.archive(p, 'pg1', archived);
   const expected = await toTableChecksum(p);
   await p.psql(`insert into fill values (-1, 'never archived')`);
 
   await restored.start();
-  await waitUntil('archive recovery to end', async () => {
-    return (await restored!.psql('select pg_is_in_recovery()')) === 'f';
-  }, { timeoutMs: 90_000, intervalMs: 200 });
+  await waitForPromotion(restored);
 
   // PostgreSQL's own account: each segment restored from the archive (the last
   // one twice: the end of recovery reads it again), then the end.
@@ -93,7 +58,7 @@ it('pg_basebackup -X none + recovery.signal replays every archived segment throu
   expect(await restored.psql('select count(*) from fill where id = -1')).toBe('0');
 
   // walhub's account: every segment sent whole, then "not in the archive" for the next one.
-  const requests = (await hub!.audit()).filter((r) => r.event === 'request' && r.key_name === 'restore-a');
+  const requests = (await hub.audit()).filter((r) => r.event === 'request' && r.key_name === 'restore-a');
   for (const name of archived) {
     expect(requests.find((r) => r.wal === name), name).toMatchObject({ result: 'ok', exit: 0, compression: 'zstd' });
   }

@@ -1,8 +1,8 @@
 // Writing WAL on a primary and checking what a standby has, the way an
 // administrator would: LSNs, segment names, a checksum of the table's rows.
-import { readFile, writeFile } from 'node:fs/promises';
+import { readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { waitUntil, type PgCluster, type PgSettings } from './postgres.js';
+import { chownToPostgres, createStandby, waitUntil, type PgCluster, type PgSettings } from './postgres.js';
 
 /** Settings for a primary that ships WAL and recycles pg_wal fast (small, quick, not durable). */
 export function toPrimarySettings(archiveCommand: string): PgSettings {
@@ -111,4 +111,38 @@ export async function dropPrimaryConninfo(cluster: PgCluster): Promise<void> {
 export async function grepLog(cluster: PgCluster, re: RegExp): Promise<string[]> {
   const text = await readFile(cluster.logFile, 'utf8').catch(() => '');
   return text.split('\n').filter((l) => re.test(l));
+}
+
+/**
+ * A cluster for archive recovery (recovery.signal, no standby.signal) from
+ * `pg_basebackup -X none` (after createStandby's -X stream, so it wins): the
+ * backup holds no WAL, every segment must come through restore_command.
+ */
+export async function createRecoveryCluster(primary: PgCluster, restoreCommand: string): Promise<PgCluster> {
+  const cluster = await createStandby(primary, {
+    basebackupArgs: ['-X', 'none'],
+    conf: { restore_command: restoreCommand, archive_mode: false, log_min_messages: 'log' },
+  });
+  await rm(join(cluster.dataDir, 'standby.signal'));
+  await dropPrimaryConninfo(cluster);
+  const signal = join(cluster.dataDir, 'recovery.signal');
+  await writeFile(signal, '');
+  await chownToPostgres(signal);
+  return cluster;
+}
+
+/** The segment a base backup starts in, from its backup_label. */
+export async function toBackupStartFile(cluster: PgCluster): Promise<string> {
+  const label = await readFile(join(cluster.dataDir, 'backup_label'), 'utf8');
+  const name = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
+  if (!name) throw new Error(`no START WAL LOCATION in ${cluster.dataDir}/backup_label`);
+  return name;
+}
+
+/** Waits until archive recovery has ended and the cluster has promoted. */
+export async function waitForPromotion(cluster: PgCluster, timeoutMs = 90_000): Promise<void> {
+  await waitUntil('archive recovery to end', async () => (await cluster.psql('select pg_is_in_recovery()')) === 'f', {
+    timeoutMs,
+    intervalMs: 200,
+  });
 }
