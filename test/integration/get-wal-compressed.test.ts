@@ -3,12 +3,16 @@
 // it must decode to the segment asked for, and a file that does not is
 // refused (exit 4) before a byte is sent, or never ends with exit 0.
 import { execFile, spawnSync } from 'node:child_process';
-import { readFile, writeFile } from 'node:fs/promises';
-import { basename } from 'node:path';
-import { gunzipSync, gzipSync } from 'node:zlib';
+import { createWriteStream } from 'node:fs';
+import { mkdir, readFile, writeFile } from 'node:fs/promises';
+import { basename, dirname } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGzip, gunzipSync, gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { archivedPath, createServerDir, place, sha256, type Placed } from '../helpers/archive.js';
 import { startHub, type Hub } from '../helpers/hub.js';
+import { rssMiB, sampleRss } from '../helpers/proc.js';
 import { requireProgram } from '../helpers/programs.js';
 import { createClientKey, sshArgs, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
@@ -24,7 +28,7 @@ const BZIP2_MAGIC = Buffer.from('425a68', 'hex');
 
 beforeAll(async () => {
   fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub();
+  hub = await startHub({ extraToml: '[limits]\nmax_segment_size = "1024MiB"' });
   standby = await createClientKey(hub.dir, 'standby-a');
   await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
   serverDir = await createServerDir(hub.archive, 'pg1');
@@ -166,6 +170,57 @@ describe('get-wal -o', () => {
       `walhub: --output-directory (-o) is refused: it would write files on the hub; walhub only sends WAL to stdout (redirect it on the standby: get-wal SERVER WAL_NAME > FILE)\n`,
     );
   });
+});
+
+const GIB = 1024 * 1024 * 1024;
+
+/**
+ * A 1 GiB segment as a cluster made with --wal-segsize=1024 starts one: a real
+ * page 0 with its segment size and address patched for 000000010000000000000001,
+ * then zero pages (what PostgreSQL leaves after a switch). Stored gzip-compressed.
+ */
+async function writeGiantSegment(path: string): Promise<void> {
+  const page0 = Buffer.from((await readFile(fixture.segments[0]!)).subarray(0, 8192));
+  page0.writeBigUInt64LE(1n * BigInt(GIB), 8); // xlp_pageaddr: segment 1 of 1 GiB segments
+  page0.writeUInt32LE(GIB, 32); // xlp_seg_size
+  page0.fill(0, 40); // nothing after the long header but zeros: no record points outside this file
+  const zeros = Buffer.alloc(8 * 1024 * 1024);
+  async function* pages() {
+    yield page0;
+    yield zeros.subarray(0, zeros.length - page0.length);
+    for (let sent = zeros.length; sent < GIB; sent += zeros.length) yield zeros;
+  }
+  await mkdir(dirname(path), { recursive: true });
+  await pipeline(Readable.from(pages()), createGzip({ level: 1 }), createWriteStream(path));
+}
+
+describe('memory stays flat whatever is sent', () => {
+  it('sends a 1 GiB segment with -z (stored), --keep-compression and -j (decoded, re-encoded) without growing with the segment', async () => {
+    const name = '000000010000000000000001';
+    const path = archivedPath(serverDir, name);
+    await writeGiantSegment(path);
+    const storedSha = sha256(await readFile(path));
+    const pid = hub.process.pid!;
+    const idle = await rssMiB(pid);
+    const sampler = sampleRss(pid);
+    try {
+      const plain = await sshExec(hub, standby, `get-wal pg1 ${name}`, { timeoutMs: 240_000 });
+      expect(plain).toMatchObject({ status: 0, bytes: GIB });
+      for (const option of ['-z', '--keep-compression']) {
+        const kept = await sshExec(hub, standby, `get-wal ${option} pg1 ${name}`, { timeoutMs: 240_000 });
+        expect(kept, option).toMatchObject({ status: 0, sha256: storedSha });
+      }
+      const asBzip2 = await sshExec(hub, standby, `get-wal -j pg1 ${name}`, { timeoutMs: 240_000 });
+      expect(asBzip2.status, asBzip2.stderr).toBe(0);
+      expect(asBzip2.stdout.subarray(0, 3)).toEqual(BZIP2_MAGIC);
+    } finally {
+      sampler.stop();
+    }
+    const growth = sampler.peak() - idle;
+    console.log(`1 GiB segment plain, -z, --keep-compression, -j: hub RSS ${idle.toFixed(1)} MiB idle, peak ${sampler.peak().toFixed(1)} MiB`);
+    // Buffers in flight (a few MiB per stage, 8 MiB held at most before page 0), not the segment.
+    expect(growth).toBeLessThan(100);
+  }, 600_000);
 });
 
 describe('the audit record', () => {
