@@ -1,13 +1,21 @@
 import { accessSync, constants } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import type { Duplex } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { createGunzip, createGzip } from 'node:zlib';
 import type { ArchiveLimits } from './limits.js';
-import { createProgramDecoder } from './program-decoder.js';
+import { createProgramStage } from './program-stage.js';
 import { createSnappyDecoder } from './snappy-decoder.js';
 import { createZstdDecoder } from './zstd-decoder.js';
 
 export type CompressionName = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'lz4' | 'snappy' | 'none';
+
+/** What get-wal can send compressed, as Barman's get-wal does: -z/--gzip, -j/--bzip2. */
+export type EncodingName = 'gzip' | 'bzip2';
+
+/** zlib's default level, as Barman's get-wal -z (Python's gzip) uses a default level too. */
+function createGzipEncoder(): Duplex {
+  return createGzip({ chunkSize: 64 * 1024 });
+}
 
 interface Format {
   readonly name: Exclude<CompressionName, 'none'>;
@@ -65,6 +73,9 @@ export type DecoderFactory = (limits: ArchiveLimits) => Duplex;
 export interface DecoderTable {
   readonly decoders: ReadonlyMap<CompressionName, DecoderFactory>;
   readonly missing: ReadonlyMap<CompressionName, string>;
+  /** For get-wal --gzip/--bzip2; a missing program maps to the reason, in `missingEncoders`. */
+  readonly encoders: ReadonlyMap<EncodingName, () => Duplex>;
+  readonly missingEncoders: ReadonlyMap<EncodingName, string>;
 }
 
 /** Said at start-up and to each request that meets such a file, so the log reader knows what standbys will see. */
@@ -81,11 +92,18 @@ export function createDecoderTable(searchPath = process.env.PATH ?? ''): Decoder
       const [command, ...args] = format.program;
       const path = findProgram(command, searchPath);
       const bounds = format.programBounds;
-      if (path) decoders.set(format.name, (limits) => createProgramDecoder(path, [...args, ...(bounds ? bounds(limits) : [])]));
+      if (path) decoders.set(format.name, (limits) => createProgramStage(path, [...args, ...(bounds ? bounds(limits) : [])]));
       else missing.set(format.name, `${format.name} decoding needs the ${command} program, which is not installed${answeredUnavailable(format.name)}`);
     } else missing.set(format.name, `${format.name} compression is not supported by walhub${answeredUnavailable(format.name)}`);
   }
-  return { decoders, missing };
+  // Encoders: gzip in this process; bzip2 by its program, as its decoder (Node has no bzip2).
+  // bzip2 -c holds about 8 MB whatever its input (900 kB blocks).
+  const encoders = new Map<EncodingName, () => Duplex>([['gzip', createGzipEncoder]]);
+  const missingEncoders = new Map<EncodingName, string>();
+  const bzip2 = findProgram('bzip2', searchPath);
+  if (bzip2) encoders.set('bzip2', () => createProgramStage(bzip2, ['-c']));
+  else missingEncoders.set('bzip2', '--bzip2 needs the bzip2 program on the hub, which is not installed');
+  return { decoders, missing, encoders, missingEncoders };
 }
 
 function findProgram(command: string, searchPath: string): string | undefined {

@@ -1,5 +1,6 @@
 import type { Readable, Transform, Duplex } from 'node:stream';
 import { WalhubError } from '../errors.js';
+import { CheckedCopy } from './checked-copy.js';
 import { detectCompression, MAGIC_BYTES_NEEDED, type CompressionName, type DecoderTable } from './compression.js';
 import { MAX_SMALL_FILE_BYTES, type ArchiveLimits } from './limits.js';
 import { findWalFile, toArchiveReadError } from './lookup.js';
@@ -20,6 +21,14 @@ export interface OpenedWal {
 /** file, then decoder, then verifier: the order to pipe them in. */
 export function toStages(wal: OpenedWal): [Readable, ...(Duplex | Transform)[]] {
   return [wal.file, ...(wal.decoder ? [wal.decoder] : []), wal.verifier];
+}
+
+/**
+ * The stored bytes as they are, checked alongside by the decoder and verifier
+ * (see CheckedCopy); for a compressed file only, as a plain one has nothing to decode.
+ */
+export function toStoredStages(wal: OpenedWal & { readonly decoder: Duplex }): [Readable, Transform] {
+  return [wal.file, new CheckedCopy([wal.decoder, wal.verifier])];
 }
 
 const READ_CHUNK = 256 * 1024;

@@ -2,9 +2,9 @@ import { join } from 'node:path';
 import type { Duplex, Readable, Transform, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDirectory, toArchiveReadError } from '../archive/lookup.js';
-import { openWal, toStages } from '../archive/open-wal.js';
+import { openWal, toStages, toStoredStages, type OpenedWal } from '../archive/open-wal.js';
 import { peekWalNames } from '../archive/peek.js';
-import type { CompressionName, DecoderTable } from '../archive/compression.js';
+import type { CompressionName, DecoderTable, EncodingName } from '../archive/compression.js';
 import type { Config } from '../config.js';
 import { WalhubError } from '../errors.js';
 import { mayRead, type KeyEntry } from '../keys/authorized-keys.js';
@@ -61,13 +61,14 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
     transfer.bytes = transfer.handed = write(io.stdout, `Ready to retrieve WAL files from the server ${request.server}\n`);
     return;
   }
-  if (request.gzip || request.bzip2 || request.keepCompression) {
-    throw new WalhubError('USAGE', 'this walhub does not support --gzip, --bzip2 or --keep-compression yet');
-  }
   if (request.peek !== undefined) {
     const names = await peekWalNames(serverDir, request.wal!, request.peek, hub.decoders, hub.config.limits);
     transfer.bytes = transfer.handed = write(io.stdout, names.map((name) => `${name}\n`).join(''));
     return;
+  }
+  const encoding = wantedEncoding(request);
+  if (encoding && !hub.decoders.encoders.has(encoding)) {
+    throw new WalhubError('UNAVAILABLE', hub.decoders.missingEncoders.get(encoding) ?? `cannot compress with ${encoding}`);
   }
   const { limits } = hub.config;
   const { transfers } = hub;
@@ -87,7 +88,7 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
     const opened = await openWal(serverDir, wal, request.partial, hub.decoders, hub.config.limits);
     transfer.compression = opened.compression;
     transfer.file = opened.relative;
-    await pump(toStages(opened), io, transfer, limits.stallTimeout);
+    await pump(toSendStages(opened, request, hub.decoders), io, transfer, limits.stallTimeout);
   } finally {
     transfers.active--;
     const left = (transfers.byKey.get(fingerprint) ?? 1) - 1;
@@ -96,12 +97,39 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
   }
 }
 
+function wantedEncoding(request: GetWalRequest): EncodingName | undefined {
+  return request.gzip ? 'gzip' : request.bzip2 ? 'bzip2' : undefined;
+}
+
+interface SendStages {
+  readonly stages: [Readable, ...(Duplex | Transform)[]];
+  /** Set when the last stage compresses the checked WAL for the client. */
+  readonly encoder?: EncodingName;
+}
+
 /**
- * file -> decoder -> verifier -> stdout, with backpressure. The stage that
- * failed decides the error: the file is an I/O problem, a decoder means the
- * archived bytes are damaged.
+ * What the client asked for: the WAL decoded (the default), the stored bytes
+ * (--keep-compression, or -z/-j when the file already is in that format), or
+ * the WAL compressed in that format. The checks always run on the decoded
+ * bytes, so an encoder goes after the verifier, and stored bytes are checked
+ * alongside (CheckedCopy). A plain file is its own stored form.
  */
-async function pump(stages: [Readable, ...(Duplex | Transform)[]], io: Io, transfer: Transfer, stallMs: number): Promise<void> {
+function toSendStages(opened: OpenedWal, request: GetWalRequest, codecs: DecoderTable): SendStages {
+  const encoding = wantedEncoding(request);
+  const { decoder } = opened;
+  if (decoder && (request.keepCompression || encoding === opened.compression)) {
+    return { stages: toStoredStages({ ...opened, decoder }) };
+  }
+  if (!encoding) return { stages: toStages(opened) };
+  return { stages: [...toStages(opened), codecs.encoders.get(encoding)!()], encoder: encoding };
+}
+
+/**
+ * file -> decoder -> verifier [-> encoder] -> stdout, with backpressure. The
+ * stage that failed decides the error: the file is an I/O problem, a decoder
+ * means the archived bytes are damaged, the encoder a problem on the hub.
+ */
+async function pump({ stages, encoder }: SendStages, io: Io, transfer: Transfer, stallMs: number): Promise<void> {
   let failedStage: number | undefined;
   stages.forEach((stage, index) => stage.once('error', () => (failedStage ??= index)));
   const { sink, signal } = createChannelSink(io.stdout, io.outlet, transfer, { signal: io.signal, stallMs });
@@ -111,6 +139,9 @@ async function pump(stages: [Readable, ...(Duplex | Transform)[]], io: Io, trans
     if (signal.reason instanceof TransferStalled && !io.signal.aborted) throw signal.reason;
     if (error instanceof WalhubError || io.signal.aborted) throw error;
     if (failedStage === 0) throw toArchiveReadError(error);
+    if (encoder && failedStage === stages.length - 1) {
+      throw new WalhubError('UNAVAILABLE', `could not compress with ${encoder} (${firstLine(error)})`, { cause: error });
+    }
     if (failedStage !== undefined && failedStage < stages.length) {
       throw new WalhubError('DAMAGED', `archived file is damaged: it does not decode (${firstLine(error)})`, { cause: error });
     }

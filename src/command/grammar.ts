@@ -15,12 +15,14 @@ export interface GetWalRequest {
   readonly gzip: boolean;
   readonly bzip2: boolean;
   readonly keepCompression: boolean;
+  /** walhub's own: every error but "not found" exits above 125 (see errors.ts FATAL_EXIT_STATUS). */
+  readonly fatalErrors: boolean;
 }
 
 /** What PostgreSQL passes as %f, for the one line that refuses anything else. */
 const WAL_NAME_FORM = 'expected 24 upper-case hex digits, optionally followed by .partial or .XXXXXXXX.backup, or XXXXXXXX.history';
 
-type Flag = 'partial' | 'test' | 'gzip' | 'bzip2' | 'keepCompression';
+type Flag = 'partial' | 'test' | 'gzip' | 'bzip2' | 'keepCompression' | 'fatalErrors';
 
 const FLAGS: Record<string, Flag> = {
   '-P': 'partial',
@@ -33,7 +35,16 @@ const FLAGS: Record<string, Flag> = {
   '-j': 'bzip2',
   '--bzip2': 'bzip2',
   '--keep-compression': 'keepCompression',
+  '--fatal-errors': 'fatalErrors',
 };
+
+/** Barman's get-wal -o writes the file into a directory on the server it runs on: here, the hub. */
+const OUTPUT_DIRECTORY_REFUSED =
+  'is refused: it would write files on the hub; walhub only sends WAL to stdout (redirect it on the standby: get-wal SERVER WAL_NAME > FILE)';
+
+function isOutputDirectory(arg: string): boolean {
+  return arg === '-o' || arg === '--output-directory' || arg.startsWith('--output-directory=') || (/^-[A-Za-z]+$/.test(arg) && arg.includes('o'));
+}
 
 /**
  * Words -> request. Accepts `get-wal ...` and, for barman-wal-restore,
@@ -74,6 +85,9 @@ function parseGetWal(args: string[]): GetWalRequest {
       positional.push(arg);
       continue;
     }
+    if (isOutputDirectory(arg)) {
+      throw usage(`--output-directory (-o) ${OUTPUT_DIRECTORY_REFUSED}`);
+    }
     if (arg === '-p' || arg === '--peek') {
       peek = parsePeek(args[++i], arg);
     } else if (arg.startsWith('--peek=')) {
@@ -111,6 +125,7 @@ function parseGetWal(args: string[]): GetWalRequest {
     gzip: flags.has('gzip'),
     bzip2: flags.has('bzip2'),
     keepCompression: flags.has('keepCompression'),
+    fatalErrors: flags.has('fatalErrors'),
     ...(peek !== undefined ? { peek } : {}),
   };
 }

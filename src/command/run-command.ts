@@ -1,5 +1,5 @@
 import type { Writable } from 'node:stream';
-import { AUDIT_RESULT, EXIT_STATUS, isWalhubError, type RequestResult } from '../errors.js';
+import { AUDIT_RESULT, exitStatus, isWalhubError, type RequestResult } from '../errors.js';
 import type { KeyEntry } from '../keys/authorized-keys.js';
 import { TransferStalled } from './channel-sink.js';
 import { handleGetWal, type Hub, type Io, type Transfer } from './get-wal.js';
@@ -31,11 +31,13 @@ export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: I
     await handleGetWal(request, key, hub, io, transfer);
     return { ...transfer, exit: 0, result: 'ok', ...names(request) };
   } catch (error) {
+    // Only a parsed request can ask for --fatal-errors: an unknown option is exit 2 as usual.
+    const fatal = request?.fatalErrors ?? false;
     if (io.signal.aborted) return { ...transfer, exit: undefined, result: 'aborted', ...names(request) };
     // The client is still there but takes nothing: it gets exit 5 (retry) if it
     // ever reads again; the audit says it was cut off, and why.
     if (error instanceof TransferStalled) {
-      return { ...transfer, exit: EXIT_STATUS.UNAVAILABLE, result: 'aborted', message: error.message, ...names(request) };
+      return { ...transfer, exit: exitStatus('UNAVAILABLE', fatal), result: 'aborted', message: error.message, ...names(request) };
     }
     const known = isWalhubError(error);
     const code = known ? error.code : 'UNAVAILABLE';
@@ -46,7 +48,7 @@ export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: I
     }
     return {
       ...transfer,
-      exit: EXIT_STATUS[code],
+      exit: exitStatus(code, fatal),
       result: AUDIT_RESULT[code],
       message,
       ...names(request),

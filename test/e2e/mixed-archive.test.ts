@@ -6,54 +6,38 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { archivedPath } from '../helpers/archive.js';
-import { createBarman, type Barman } from '../helpers/barman.js';
-import { startHub, type Hub } from '../helpers/hub.js';
-import { createCluster, waitUntil, type PgCluster } from '../helpers/postgres.js';
+import type { PgCluster } from '../helpers/postgres.js';
 import { BARMAN_WRITERS, writeAsBarman } from '../helpers/python-writers.js';
+import { createRecoverySetup, type RecoverySetup } from '../helpers/recovery-setup.js';
 import {
-  createArchiveRecovery,
-  createFillTable,
+  createRecoveryCluster,
   grepLog,
-  toPrimarySettings,
+  toBackupStartFile,
   toSegmentRange,
   toTableChecksum,
+  waitForPromotion,
   writeAndSwitch,
 } from '../helpers/replication.js';
-import { createStandbyAccess, toRestoreCommand, type StandbyAccess } from '../helpers/restore-command.js';
-import { createClientKey } from '../helpers/ssh-client.js';
+import { toRestoreCommand } from '../helpers/restore-command.js';
 
 const COMPRESSION = { pygzip: 'gzip', pybzip2: 'bzip2', xz: 'xz', zstd: 'zstd', lz4: 'lz4', snappy: 'snappy' } as const;
 
-let barman: Barman;
-let primary: PgCluster | undefined;
+let setup: RecoverySetup | undefined;
 let restored: PgCluster | undefined;
-let hub: Hub | undefined;
-let access: StandbyAccess | undefined;
 
 beforeAll(async () => {
-  barman = await createBarman({ pg1: 'gzip' });
-  primary = await createCluster({ conf: toPrimarySettings(barman.toArchiveCommand('pg1')) });
-  await primary.start();
-  await createFillTable(primary);
-  hub = await startHub({ archive: barman.home });
-  const key = await createClientKey(hub.dir, 'restore-a');
-  await hub.writeKeys([{ key, options: 'servers="pg1"' }]);
-  access = await createStandbyAccess(hub, key);
+  setup = await createRecoverySetup('gzip');
 });
 
 afterAll(async () => {
   await restored?.cleanup();
-  await primary?.cleanup();
-  await access?.cleanup();
-  await hub?.stop();
-  await barman?.cleanup();
+  await setup?.cleanup();
 });
 
 it('a recovery replays segments of every format, Barman 3.4 and 3.17 mixed, through walhub', async () => {
-  const p = primary!;
-  const recovery = await createArchiveRecovery(p, toRestoreCommand(access!, 'pg1', 'plain'));
-  restored = recovery.cluster;
-  const { startFile } = recovery;
+  const { primary: p, access, barman, hub } = setup!;
+  restored = await createRecoveryCluster(p, toRestoreCommand(access, 'pg1', 'plain'));
+  const startFile = await toBackupStartFile(restored);
 
   let last = startFile;
   for (let i = 0; i < BARMAN_WRITERS.length + 1; i++) last = (await writeAndSwitch(p, 30_000)).segment;
@@ -71,12 +55,9 @@ it('a recovery replays segments of every format, Barman 3.4 and 3.17 mixed, thro
   expect(new Set(formats.values()).size).toBe(6);
 
   await restored.start();
-  await waitUntil('archive recovery to end', async () => (await restored!.psql('select pg_is_in_recovery()')) === 'f', {
-    timeoutMs: 120_000,
-    intervalMs: 200,
-  });
+  await waitForPromotion(restored, 120_000);
   expect(await toTableChecksum(restored)).toBe(expected);
-  const requests = (await hub!.audit()).filter((r) => r.event === 'request' && r.result === 'ok');
+  const requests = (await hub.audit()).filter((r) => r.event === 'request' && r.result === 'ok');
   for (const name of archived) {
     expect(await grepLog(restored, new RegExp(`restored log file "${name}" from archive`)), name).not.toEqual([]);
     expect(requests.find((r) => r.wal === name), name).toMatchObject({ compression: formats.get(name), bytes: 16 * 1024 * 1024 });

@@ -188,8 +188,11 @@ async function servedRequests(names: string[]): Promise<Record<string, unknown>[
 describe('the README recipes, run by a real standby as its own OS user', () => {
   it('the plain line replays through the ~/.ssh/config block', async () => {
     const names = await replayMore();
+    // The remote command exactly as the README's line sends it (get-wal --fatal-errors pg1 %f).
+    const remote = recipes.plain.replace(/^ssh walhub-backup /, '').replace(/ > %p$/, '');
+    expect(remote).toBe('get-wal --fatal-errors pg1 %f');
     for (const record of await servedRequests(names)) {
-      expect(record).toMatchObject({ key_name: 'standby-a', command: `get-wal pg1 ${record.wal}`, exit: 0, bytes: 16 * 1024 * 1024 });
+      expect(record).toMatchObject({ key_name: 'standby-a', command: remote.replace('%f', String(record.wal)), exit: 0, bytes: 16 * 1024 * 1024 });
     }
   });
 

@@ -114,24 +114,35 @@ export async function grepLog(cluster: PgCluster, re: RegExp): Promise<string[]>
 }
 
 /**
- * A base backup of `primary` that carries no WAL (pg_basebackup -X none), set
- * up for archive recovery: recovery.signal, no standby.signal, no
- * primary_conninfo, so every segment comes through `restoreCommand`. Not
- * started. `startFile` is the segment the backup starts in.
+ * A cluster for archive recovery (recovery.signal, no standby.signal) from
+ * `pg_basebackup -X none` (after createStandby's -X stream, so it wins): the
+ * backup holds no WAL, every segment must come through restore_command.
  */
-export async function createArchiveRecovery(primary: PgCluster, restoreCommand: string): Promise<{ cluster: PgCluster; startFile: string }> {
-  // -X none comes after createStandby's -X stream and wins: the backup holds no WAL at all.
+export async function createRecoveryCluster(primary: PgCluster, restoreCommand: string): Promise<PgCluster> {
   const cluster = await createStandby(primary, {
     basebackupArgs: ['-X', 'none'],
     conf: { restore_command: restoreCommand, archive_mode: false, log_min_messages: 'log' },
   });
-  const label = await readFile(join(cluster.dataDir, 'backup_label'), 'utf8');
-  const startFile = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
-  if (startFile === undefined) throw new Error(`no START WAL LOCATION in ${cluster.dataDir}/backup_label`);
   await rm(join(cluster.dataDir, 'standby.signal'));
   await dropPrimaryConninfo(cluster);
   const signal = join(cluster.dataDir, 'recovery.signal');
   await writeFile(signal, '');
   await chownToPostgres(signal);
-  return { cluster, startFile };
+  return cluster;
+}
+
+/** The segment a base backup starts in, from its backup_label. */
+export async function toBackupStartFile(cluster: PgCluster): Promise<string> {
+  const label = await readFile(join(cluster.dataDir, 'backup_label'), 'utf8');
+  const name = /^START WAL LOCATION: \S+ \(file ([0-9A-F]{24})\)$/m.exec(label)?.[1];
+  if (!name) throw new Error(`no START WAL LOCATION in ${cluster.dataDir}/backup_label`);
+  return name;
+}
+
+/** Waits until archive recovery has ended and the cluster has promoted. */
+export async function waitForPromotion(cluster: PgCluster, timeoutMs = 90_000): Promise<void> {
+  await waitUntil('archive recovery to end', async () => (await cluster.psql('select pg_is_in_recovery()')) === 'f', {
+    timeoutMs,
+    intervalMs: 200,
+  });
 }

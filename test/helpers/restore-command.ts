@@ -76,12 +76,13 @@ function toSshCommand(access: StandbyAccess): string {
  *   other status passes through; 143 (SIGTERM at shutdown) must stay as it is.
  *   Plain /bin/sh, no quotes: the line needs no quoting in postgresql.conf.
  */
-export function toRestoreCommand(access: StandbyAccess, server: string, form: RestoreForm): string {
+export function toRestoreCommand(access: StandbyAccess, server: string, form: RestoreForm, getWalOptions: readonly string[] = []): string {
   const ssh = toSshCommand(access);
-  if (form === 'plain') return `${ssh} walhub@127.0.0.1 get-wal ${server} %f > %p`;
+  const getWal = ['get-wal', ...getWalOptions, server].join(' ');
+  if (form === 'plain') return `${ssh} walhub@127.0.0.1 ${getWal} %f > %p`;
   return (
     `${ssh} -o ConnectTimeout=10 -o ControlMaster=auto -o ControlPersist=60 -o ControlPath=${access.controlDir}/%%C ` +
-    `walhub@127.0.0.1 get-wal ${server} %f > %p; rc=$?; [ $rc -eq 255 ] && rc=5; exit $rc`
+    `walhub@127.0.0.1 ${getWal} %f > %p; rc=$?; [ $rc -eq 255 ] && rc=5; exit $rc`
   );
 }
 

@@ -48,3 +48,19 @@ it.each([
   expect(again.status).toBe(0);
   expect(again.sha256).toBe(file().sha256);
 });
+
+it.each([
+  ['-j on a zstd file (bzip2 -c encodes in a child process)', '-j', () => zstdFile],
+  ['--keep-compression on a bzip2 file (bzip2 -dc checks alongside)', '--keep-compression', () => bzip2File],
+])('leaves no file or child behind after %s when the client leaves early', async (_what, option, file) => {
+  const ssh = requireProgram('ssh', 'openssh-client');
+  const child = spawn(ssh, [...sshArgs(hub, standby), `get-wal ${option} pg1 ${file().name}`], { stdio: ['ignore', 'pipe', 'ignore'] });
+  await new Promise<void>((resolve) => child.stdout.once('data', () => resolve()));
+  child.stdout.pause();
+  child.kill('SIGKILL');
+  // Compressed, the file may already be sent whole: whatever the outcome, nothing may stay open.
+  const command = `get-wal ${option} pg1 ${file().name}`;
+  const recorded = async () => (await hub.audit()).find((r) => r.event === 'request' && r.command === command)?.result;
+  await expect.poll(recorded, { timeout: 15_000 }).toBeDefined();
+  await expect.poll(heldOpenByHub, { timeout: 5000 }).toEqual({ files: [], children: 0 });
+});

@@ -1,5 +1,6 @@
 // Barman's own client, barman-wal-restore, against walhub: single fetches,
-// --test, and --parallel, which peeks ahead and prefetches into its spool.
+// --test, --parallel (which peeks ahead and prefetches into its spool), -z and
+// -j (walhub sends gzip/bzip2, the client decompresses), -P, and exit codes.
 import { execFile } from 'node:child_process';
 import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { basename, join } from 'node:path';
@@ -85,6 +86,68 @@ describe('barman-wal-restore', () => {
     expect(peeks.length).toBeGreaterThan(0);
     // Fewer peeks than segments: the rest were served from the spool.
     expect(peeks.length).toBeLessThan(segments.length);
+  });
+
+  it.each(['-z', '-j'])('fetches with %s every stored format, each file it writes byte for byte the segment', async (option) => {
+    for (const segment of segments) {
+      const dest = join(hub.dir, `restored${option}-${segment.name}`);
+      const result = await walRestore([option, '127.0.0.1', 'pg1', segment.name, dest]);
+      expect(result.status, result.stderr).toBe(0);
+      expect(sha256(await readFile(dest))).toBe(segment.sha256);
+    }
+    const sent = (await hub.audit()).filter((r) => r.event === 'request' && String(r.command).includes(option === '-z' ? '--gzip' : '--bzip2'));
+    expect(sent.filter((r) => r.result === 'ok' && Number(r.bytes) > 0 && Number(r.bytes) < 16 * 1024 * 1024)).toHaveLength(segments.length);
+  });
+
+  it.each([[[]], [['-z']]])('prefetches with --parallel 4 %j, every file byte for byte', async (options) => {
+    const spool = join(hub.dir, `spool4${options.join('')}`);
+    for (const segment of segments) {
+      const dest = join(hub.dir, `restored-p4${options.join('')}-${segment.name}`);
+      const result = await walRestore([...options, '--parallel', '4', '--spool-dir', spool, '127.0.0.1', 'pg1', segment.name, dest]);
+      expect(result.status, result.stderr).toBe(0);
+      expect(sha256(await readFile(dest))).toBe(segment.sha256);
+    }
+  });
+
+  it('fetches a segment that exists only as streaming/<name>.partial with -P', async () => {
+    const name = basename(fixture.partial, '.partial');
+    expect(segments.map((s) => s.name)).not.toContain(name);
+    await place(join(hub.archive, 'pg1'), fixture.partial, { where: 'streaming' });
+    const dest = join(hub.dir, `restored-partial-${name}`);
+    expect((await walRestore(['127.0.0.1', 'pg1', name, dest])).status).toBe(1);
+    const result = await walRestore(['-P', '127.0.0.1', 'pg1', name, dest]);
+    expect(result.status, result.stderr).toBe(0);
+    expect(sha256(await readFile(dest))).toBe(sha256(await readFile(fixture.partial)));
+  });
+});
+
+describe('barman-wal-restore passes walhub\'s exit codes through', () => {
+  it.each([[[]], [['-z']], [['-j']]])('exit 4 for a damaged file %j, which it never writes as a segment', async (options) => {
+    // A gzip file whose payload is another segment: the right size, the wrong WAL.
+    const wanted = '0000000100000000000000D0';
+    await place(join(hub.archive, 'pg1'), fixture.segments[1]!, { codec: 'gzip', name: wanted });
+    const dest = join(hub.dir, `damaged${options.join('')}`);
+    const result = await walRestore([...options, '127.0.0.1', 'pg1', wanted, dest]);
+    expect(result.status).toBe(4);
+    expect(result.stderr).toContain(`walhub: archived file is damaged: the first page is at `);
+    expect((await readFile(dest)).length).toBe(0);
+  });
+
+  it('exit 3 for a server this key may not read', async () => {
+    const result = await walRestore(['127.0.0.1', 'pg2', segments[0]!.name, join(hub.dir, 'denied')]);
+    expect(result.status).toBe(3);
+    expect(result.stderr).toContain(`walhub: unknown server, or not allowed for this key (pg2 ${segments[0]!.name})`);
+  });
+
+  it('exit 3 from --test for a server this key may not read, 0 for one it may', async () => {
+    expect((await walRestore(['--test', '127.0.0.1', 'pg2', 'x', join(hub.dir, 'unused')])).status).toBe(3);
+    const ok = await walRestore(['--test', '-z', '127.0.0.1', 'pg1', 'x', join(hub.dir, 'unused')]);
+    expect(ok.status).toBe(0);
+  });
+
+  it('exit 1 for a missing segment with -z, not gzip\'s own complaint', async () => {
+    const result = await walRestore(['-z', '127.0.0.1', 'pg1', '0000000100000000000000EE', join(hub.dir, 'missing-z')]);
+    expect(result.status).toBe(1);
   });
 });
 

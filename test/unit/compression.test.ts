@@ -109,6 +109,14 @@ describe('createDecoderTable', () => {
     }
   });
 
+  it('encodes gzip in process always, and bzip2 only with its program, naming it when missing', () => {
+    const bare = createDecoderTable('');
+    expect(bare.encoders.has('gzip')).toBe(true);
+    expect(bare.encoders.has('bzip2')).toBe(false);
+    expect(bare.missingEncoders.get('bzip2')).toBe('--bzip2 needs the bzip2 program on the hub, which is not installed');
+    expect(createDecoderTable(process.env.PATH ?? '').encoders.has('bzip2')).toBe(true);
+  });
+
   it('never offers a decoder for plain files (they are served as stored)', () => {
     const table = createDecoderTable(process.env.PATH ?? '');
     expect(table.decoders.has('none')).toBe(false);

@@ -33,6 +33,7 @@ describe('parseCommand', () => {
       gzip: false,
       bzip2: false,
       keepCompression: false,
+      fatalErrors: false,
     });
     expect(request).not.toHaveProperty('peek');
   });
@@ -56,6 +57,8 @@ describe('parseCommand', () => {
     ['--keep-compression', { keepCompression: true }],
     ['-P --keep-compression', { partial: true, keepCompression: true }],
     ['-Pz', { partial: true, gzip: true }],
+    ['--fatal-errors', { fatalErrors: true }],
+    ['--fatal-errors -P', { fatalErrors: true, partial: true }],
   ])('reads the option %s', (options, expected) => {
     expect(parse(`get-wal ${options} pg1 ${SEGMENT}`)).toMatchObject(expected);
   });
@@ -119,6 +122,24 @@ describe('parseCommand', () => {
     expect(refusal(['get-wal', ...options.split(' '), 'pg1', SEGMENT]).message).toBe(message);
   });
 
+  it('reads --fatal-errors in the barman form too', () => {
+    expect(parseCommand(['barman', 'get-wal', '--fatal-errors', 'pg1', SEGMENT])).toMatchObject({ fatalErrors: true, server: 'pg1' });
+  });
+
+  const OUTPUT_REFUSED =
+    '--output-directory (-o) is refused: it would write files on the hub; walhub only sends WAL to stdout (redirect it on the standby: get-wal SERVER WAL_NAME > FILE)';
+
+  it.each([
+    [['get-wal', '-o', '/tmp', 'pg1', SEGMENT]],
+    [['get-wal', '--output-directory', '/tmp', 'pg1', SEGMENT]],
+    [['get-wal', '--output-directory=/tmp', 'pg1', SEGMENT]],
+    [['get-wal', 'pg1', SEGMENT, '-o', '/tmp']],
+    [['get-wal', '-Po', '/tmp', 'pg1', SEGMENT]],
+    [['barman', 'get-wal', '-o', '/var/lib/barman', 'pg1', SEGMENT]],
+  ])('refuses %j, saying it would write on the hub', (words) => {
+    expect(refusal(words).message).toBe(OUTPUT_REFUSED);
+  });
+
   describe('the barman alias (barman-wal-restore)', () => {
     it.each([
       ['barman get-wal'],
@@ -159,8 +180,6 @@ describe('parseCommand', () => {
     [['cat', '/etc/passwd'], 'unknown command "cat": walhub only runs "get-wal SERVER WAL_NAME"'],
     [['GET-WAL', 'pg1', SEGMENT], 'unknown command "GET-WAL": walhub only runs "get-wal SERVER WAL_NAME"'],
     [['scp', '-f', 'x'], 'unknown command "scp": walhub only runs "get-wal SERVER WAL_NAME"'],
-    [['get-wal', '-o', '/tmp', 'pg1', SEGMENT], 'unknown option "-o"'],
-    [['get-wal', '--output-directory=/tmp', 'pg1', SEGMENT], 'unknown option "--output-directory=/tmp"'],
     [['get-wal', '-Pq', 'pg1', SEGMENT], 'unknown option "-q"'],
     [['get-wal', '--partial=yes', 'pg1', SEGMENT], 'unknown option "--partial=yes"'],
     [['get-wal'], 'expected: get-wal [options] SERVER WAL_NAME'],

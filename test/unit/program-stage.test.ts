@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { createProgramDecoder } from '../../src/archive/program-decoder.js';
+import { createProgramStage } from '../../src/archive/program-stage.js';
 import { requireProgram } from '../helpers/programs.js';
 
 let bzip2: string;
@@ -38,14 +38,14 @@ async function decode(input: Buffer, options: { chunkSize?: number; slowReader?:
     },
   });
   try {
-    await pipeline(Readable.from(parts, { objectMode: false }), createProgramDecoder(bzip2, ['-dc']), sink);
+    await pipeline(Readable.from(parts, { objectMode: false }), createProgramStage(bzip2, ['-dc']), sink);
     return { output: Buffer.concat(received) };
   } catch (error) {
     return { output: Buffer.concat(received), error: error as Error };
   }
 }
 
-describe('createProgramDecoder with the real bzip2', () => {
+describe('createProgramStage with the real bzip2', () => {
   it('decodes a good file to the same bytes', async () => {
     const outcome = await decode(compressed);
     expect(outcome.error).toBeUndefined();
@@ -81,7 +81,7 @@ describe('createProgramDecoder with the real bzip2', () => {
   });
 
   it('reports a program that cannot be started as an error', async () => {
-    const decoder = createProgramDecoder('/nonexistent/bzip2', ['-dc']);
+    const decoder = createProgramStage('/nonexistent/bzip2', ['-dc']);
     await expect(
       pipeline(Readable.from([compressed.subarray(0, 100)], { objectMode: false }), decoder, new Writable({ write: (_c, _e, cb) => cb() })),
     ).rejects.toThrow(/ENOENT/);

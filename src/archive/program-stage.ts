@@ -3,17 +3,18 @@ import { basename } from 'node:path';
 import { Duplex } from 'node:stream';
 
 /**
- * A decoder that runs a program (`bzip2 -dc`) as a stream: archive bytes in,
- * decoded bytes out. A non-zero exit becomes a stream error after the output,
+ * A stream stage that runs a program (`bzip2 -dc` to decode, `bzip2 -c` to
+ * encode): bytes in on its stdin, its stdout out, with backpressure both ways
+ * through the pipes. A non-zero exit becomes a stream error after the output,
  * so a truncated file never looks like a complete one.
  */
-export function createProgramDecoder(path: string, args: readonly string[]): Duplex {
+export function createProgramStage(path: string, args: readonly string[]): Duplex {
   const child = spawn(path, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   let stderr = '';
   let outputEnded = false;
   let exitCode: number | null | undefined;
 
-  const decoder: Duplex = new Duplex({
+  const stage: Duplex = new Duplex({
     write(chunk: Buffer, _encoding, callback) {
       if (child.stdin.write(chunk)) callback();
       else child.stdin.once('drain', () => callback());
@@ -31,13 +32,13 @@ export function createProgramDecoder(path: string, args: readonly string[]): Dup
   });
 
   const finish = () => {
-    if (!outputEnded || exitCode === undefined || decoder.destroyed) return;
-    if (exitCode === 0) decoder.push(null);
-    else decoder.destroy(new Error(`${basename(path)} failed: ${stderr.trim().split('\n')[0] || `exit ${exitCode}`}`));
+    if (!outputEnded || exitCode === undefined || stage.destroyed) return;
+    if (exitCode === 0) stage.push(null);
+    else stage.destroy(new Error(`${basename(path)} failed: ${stderr.trim().split('\n')[0] || `exit ${exitCode}`}`));
   };
 
   child.stdout.on('data', (chunk: Buffer) => {
-    if (!decoder.push(chunk)) child.stdout.pause();
+    if (!stage.push(chunk)) child.stdout.pause();
   });
   child.stdout.on('end', () => {
     outputEnded = true;
@@ -48,10 +49,10 @@ export function createProgramDecoder(path: string, args: readonly string[]): Dup
   });
   // EPIPE on stdin when the program gives up early: its exit code tells the story.
   child.stdin.on('error', () => undefined);
-  child.on('error', (error) => decoder.destroy(error));
+  child.on('error', (error) => stage.destroy(error));
   child.on('close', (code, signal) => {
     exitCode = signal ? 128 : code;
     finish();
   });
-  return decoder;
+  return stage;
 }
