@@ -6,6 +6,7 @@ import type { ArchiveLimits } from './limits.js';
 import { createProgramStage } from './program-stage.js';
 import { createSnappyDecoder } from './snappy-decoder.js';
 import { createZstdDecoder } from './zstd-decoder.js';
+import type { ZstdWorkerPool } from './zstd-worker-pool.js';
 
 export type CompressionName = 'gzip' | 'bzip2' | 'xz' | 'zstd' | 'lz4' | 'snappy' | 'none';
 
@@ -83,11 +84,13 @@ function answeredUnavailable(name: string): string {
   return `: requests for ${name}-compressed files are answered exit 5 (unavailable)`;
 }
 
-export function createDecoderTable(searchPath = process.env.PATH ?? ''): DecoderTable {
+/** `zstdPool`: decode zstd in its worker threads rather than on the event loop (walhub serve). */
+export function createDecoderTable(searchPath = process.env.PATH ?? '', zstdPool?: ZstdWorkerPool): DecoderTable {
   const decoders = new Map<CompressionName, DecoderFactory>();
   const missing = new Map<CompressionName, string>();
   for (const format of FORMATS) {
-    if (format.inProcess) decoders.set(format.name, format.inProcess);
+    if (format.name === 'zstd' && zstdPool) decoders.set(format.name, (limits) => zstdPool.createDecoder(limits.maxDecodeWindow));
+    else if (format.inProcess) decoders.set(format.name, format.inProcess);
     else if (format.program) {
       const [command, ...args] = format.program;
       const path = findProgram(command, searchPath);

@@ -2,6 +2,7 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createAuditLog, type AuditConsumer } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
+import { ZstdWorkerPool } from '../archive/zstd-worker-pool.js';
 import { createTransferCounts, type Hub } from '../command/get-wal.js';
 import { loadConfig } from '../config.js';
 import { KeyStore } from '../keys/key-store.js';
@@ -66,7 +67,8 @@ export async function runServe(args: string[]): Promise<CliResult> {
     await keys.reload();
     keys.watch();
 
-    const decoders = createDecoderTable();
+    const zstdPool = new ZstdWorkerPool();
+    const decoders = createDecoderTable(undefined, zstdPool);
     for (const reason of decoders.missing.values()) log.info(reason);
     const hub: Hub = { config, decoders, transfers: createTransferCounts() };
     const consumers: AuditConsumer[] = [];
@@ -116,6 +118,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
           .then(() => running.close(signal === 'SIGINT' ? 0 : 30_000))
           .then(() => metricsEndpoint?.close())
           .then(() => audit.flush())
+          .then(() => zstdPool.close())
           .then(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));

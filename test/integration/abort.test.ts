@@ -33,7 +33,7 @@ const heldOpenByHub = () => heldOpen(hub.process.pid!, hub.archive);
 
 it.each([
   ['a bzip2 file (decoded by a child process)', () => bzip2File],
-  ['a zstd file (decoded in process)', () => zstdFile],
+  ['a zstd file (decoded in a worker thread)', () => zstdFile],
 ])('closes the file and decoder of %s when the client leaves mid-file', async (_what, file) => {
   const ssh = requireProgram('ssh', 'openssh-client');
   const child = spawn(ssh, [...sshArgs(hub, standby), `get-wal pg1 ${file().name}`], { stdio: ['ignore', 'pipe', 'ignore'] });

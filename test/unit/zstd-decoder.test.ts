@@ -1,8 +1,10 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { compress } from 'zstd-napi';
-import { describe, expect, it } from 'vitest';
-import { createZstdDecoder } from '../../src/archive/zstd-decoder.js';
+import type { Duplex } from 'node:stream';
+import { afterAll, describe, expect, it } from 'vitest';
+import { createZstdDecoder as createInProcessDecoder } from '../../src/archive/zstd-decoder.js';
+import { ZstdWorkerPool } from '../../src/archive/zstd-worker-pool.js';
 import { requireProgram } from '../helpers/programs.js';
 
 const SEGMENT = 16 * 1024 * 1024;
@@ -17,7 +19,14 @@ async function drain(stream: NodeJS.ReadableStream): Promise<{ bytes: number; sh
   return { bytes, sha256: hash.digest('hex') };
 }
 
-describe('createZstdDecoder', () => {
+// walhub serve decodes in worker threads (built by npm run build, which npm test runs first).
+const pool = new ZstdWorkerPool(new URL('../../dist/archive/zstd-worker.js', import.meta.url), 1);
+afterAll(() => pool.close());
+
+describe.each([
+  ['on the event loop', createInProcessDecoder],
+  ['in a worker thread', (maxWindow: number) => pool.createDecoder(maxWindow)],
+] as const)('zstd decoder %s', (_where, createZstdDecoder: (maxWindow: number) => Duplex) => {
   it('decodes several frames back to the original bytes', async () => {
     const original = Buffer.concat([Buffer.alloc(1 << 20, 7), Buffer.from('x'.repeat(70_000)), Buffer.alloc(3 << 20)]);
     const decoder = createZstdDecoder(16 * 1024 * 1024);
@@ -32,7 +41,7 @@ describe('createZstdDecoder', () => {
     const decoder = createZstdDecoder(16 * 1024 * 1024);
     decoder.end(sparse);
     await new Promise((r) => setTimeout(r, 200));
-    // readableLength counts chunks here (the stream is in object mode): sum the bytes held.
+    // Sum the bytes held (readableLength counts chunks when the stream is in object mode).
     let held = 0;
     for (const chunk of (decoder as unknown as { readableBuffer: Iterable<Buffer> }).readableBuffer) held += chunk.length;
     expect(held).toBeLessThanOrEqual(1 << 20);
@@ -64,6 +73,36 @@ describe('createZstdDecoder', () => {
     const decoder = createZstdDecoder(16 * 1024 * 1024);
     decoder.end(compressWithZstd(original, ['--long=24']));
     expect((await drain(decoder)).bytes).toBe(original.length);
+  });
+
+  it('frees its stream when the reader goes away mid-file, and the next decode works', async () => {
+    const original = Buffer.from(Array.from({ length: 4 << 20 }, (_, i) => (i * 7) % 251));
+    const first = createZstdDecoder(16 * 1024 * 1024);
+    first.end(compress(original));
+    for await (const _chunk of first) break; // destroys the stream after one chunk
+    expect(first.destroyed).toBe(true);
+    const second = createZstdDecoder(16 * 1024 * 1024);
+    second.end(compress(original));
+    expect(await drain(second)).toEqual({ bytes: original.length, sha256: createHash('sha256').update(original).digest('hex') });
+  });
+});
+
+describe('zstd worker pool', () => {
+  it('fails the streams of a worker that died with an error naming the hub, not the file, and replaces the worker', async () => {
+    const own = new ZstdWorkerPool(new URL('../../dist/archive/zstd-worker.js', import.meta.url), 1);
+    try {
+      const decoder = own.createDecoder(16 * 1024 * 1024);
+      const failed = drain(decoder);
+      await new Promise((r) => setTimeout(r, 100));
+      const workers = (own as unknown as { workers: { terminate(): Promise<number> }[] }).workers;
+      await workers[0]!.terminate();
+      await expect(failed).rejects.toThrow('zstd decoding failed on the hub (worker exited with 1)');
+      const next = own.createDecoder(16 * 1024 * 1024);
+      next.end(compress(Buffer.alloc(1 << 20, 5)));
+      expect((await drain(next)).bytes).toBe(1 << 20);
+    } finally {
+      await own.close();
+    }
   });
 });
 
