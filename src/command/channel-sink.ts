@@ -15,6 +15,8 @@ export interface Outlet {
   written(): number;
   /** Bytes the kernel has taken from the socket so far. */
   taken(): number;
+  /** Runs `send` with the socket corked: the packets it writes go to the kernel in one writev, not one write each. */
+  batched<T>(send: () => T): T;
 }
 
 export interface SinkProgress {
@@ -92,7 +94,9 @@ export function createChannelSink(
         const start = outlet.written();
         // Done when the channel has taken the chunk on (sent it within the SSH
         // window), not merely queued it: at most one chunk waits in the channel.
-        await new Promise<void>((resolve, reject) => out.write(chunk, (error) => (error ? reject(error) : resolve())));
+        await new Promise<void>((resolve, reject) =>
+          outlet.batched(() => out.write(chunk, (error) => (error ? reject(error) : resolve()))),
+        );
         pending.push({ start, end: outlet.written(), bytes: chunk.length });
         settle();
       }).then(() => callback(), callback);

@@ -144,6 +144,15 @@ export class Connection implements Outlet {
     return this.socket.bytesWritten;
   }
 
+  batched<T>(send: () => T): T {
+    this.socket.cork();
+    try {
+      return send();
+    } finally {
+      this.socket.uncork();
+    }
+  }
+
   /** Node counts bytes still queued in bytesWritten; writableLength is what the kernel has not yet taken. */
   taken(): number {
     return this.socket.bytesWritten - this.socket.writableLength;

@@ -26,6 +26,7 @@ const idleOutlet: Outlet = {
   waitForProgress: async () => undefined,
   written: () => 0,
   taken: () => 0,
+  batched: (send) => send(),
 };
 
 beforeAll(() => {
