@@ -1,5 +1,5 @@
 import { Duplex } from 'node:stream';
-import { ZstdStep } from './zstd-step.js';
+import { ZSTD_OUTPUT_CHUNK, ZstdStep } from './zstd-step.js';
 
 /**
  * A zstd decoder on this thread that respects backpressure. zstd-napi's
@@ -13,7 +13,12 @@ export function createZstdDecoder(maxWindow: number): Duplex {
     const step = new ZstdStep(maxWindow);
     for await (const chunk of source) {
       step.feed(chunk);
-      for (let output = step.next(); output; output = step.next()) yield output;
+      for (;;) {
+        const output = Buffer.allocUnsafe(ZSTD_OUTPUT_CHUNK);
+        const produced = step.next(output);
+        if (produced === 0) break;
+        yield output.subarray(0, produced);
+      }
     }
     step.finish();
   });

@@ -32,22 +32,21 @@ export class ZstdStep {
   }
 
   /**
-   * Decodes into a fresh chunk; undefined when the current input is used up
-   * with nothing more to give. A chunk is done once it is consumed and zstd
-   * holds nothing more to flush.
+   * Decodes into `output`; returns how many bytes it holds, 0 when the
+   * current input is used up with nothing more to give. An input chunk is
+   * done once it is consumed and zstd holds nothing more to flush.
    */
-  next(): Buffer | undefined {
+  next(output: Buffer): number {
     while (this.input) {
-      const output = Buffer.allocUnsafe(ZSTD_OUTPUT_CHUNK);
       const [remaining, produced, consumed] = this.decompress(output, this.input);
       this.input = this.input.subarray(consumed);
       if (this.input.length === 0 && (produced < output.length || remaining === 0)) {
         this.inFrame = remaining !== 0;
         this.input = undefined;
       }
-      if (produced > 0) return output.subarray(0, produced);
+      if (produced > 0) return produced;
     }
-    return undefined;
+    return 0;
   }
 
   /** Throws when the stream stopped in the middle of a frame: a truncated file. */

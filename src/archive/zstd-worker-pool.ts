@@ -4,24 +4,32 @@ import { Worker } from 'node:worker_threads';
 import { WalhubError } from '../errors.js';
 import { ZSTD_OUTPUT_CHUNK } from './zstd-step.js';
 
-/** Messages to a zstd worker (zstd-worker.ts). */
+/** Messages to a zstd worker (zstd-worker.ts): slots are indices into the stream's shared input and output memory. */
 export type ToWorker =
-  | { readonly type: 'open'; readonly id: number; readonly maxWindow: number }
-  | { readonly type: 'input'; readonly id: number; readonly bytes: Uint8Array }
-  | { readonly type: 'credit'; readonly id: number; readonly chunks: number }
-  | { readonly type: 'end'; readonly id: number }
-  | { readonly type: 'cancel'; readonly id: number };
+  | {
+      readonly type: 'open';
+      readonly id: number;
+      readonly maxWindow: number;
+      readonly input: SharedArrayBuffer;
+      readonly inputSlots: number;
+      readonly output: SharedArrayBuffer;
+      readonly outputSlots: number;
+    }
+  | { readonly type: 'input'; readonly id: number; readonly slot: number; readonly length: number }
+  | { readonly type: 'credit'; readonly id: number; readonly slots: readonly number[] }
+  | { readonly type: 'end' | 'cancel'; readonly id: number };
 
-type FromWorker =
-  | { readonly type: 'took' | 'done'; readonly id: number }
-  | { readonly type: 'output'; readonly id: number; readonly bytes: Uint8Array }
+export type FromWorker =
+  | { readonly type: 'took'; readonly id: number; readonly slot: number }
+  | { readonly type: 'output'; readonly id: number; readonly slot: number; readonly length: number }
+  | { readonly type: 'done'; readonly id: number }
   | { readonly type: 'error'; readonly id: number; readonly message: string };
 
-/**
- * Decoded chunks a stream may have in flight or waiting for its reader:
- * 512 KiB, about what the file and verifier stages hold together.
- */
-const CREDIT_CHUNKS = 4;
+/** Compressed input a stream may have handed over: two of the file stream's chunks, one decoding while the next is read. */
+const INPUT_SLOTS = 2;
+const INPUT_SLOT_BYTES = 256 * 1024;
+/** Decoded chunks a stream may have in flight: 512 KiB, about what the file and verifier stages hold together. */
+const OUTPUT_SLOTS = 4;
 
 /**
  * zstd decoding in worker threads: decoding (about 50 ms of CPU per 16 MiB
@@ -77,9 +85,8 @@ class PoolWorker {
 
   open(maxWindow: number): WorkerDecoder {
     const id = this.nextId++;
-    const stream = new WorkerDecoder((message) => this.worker.postMessage(message), id, () => this.streams.delete(id));
+    const stream = new WorkerDecoder((message) => this.worker.postMessage(message), id, () => this.streams.delete(id), maxWindow);
     this.streams.set(id, stream);
-    this.worker.postMessage({ type: 'open', id, maxWindow } satisfies ToWorker);
     return stream;
   }
 
@@ -88,41 +95,64 @@ class PoolWorker {
   }
 }
 
-/** The stream side of one decode in a worker: compressed bytes in, decoded chunks out, with backpressure both ways. */
+/**
+ * The stream side of one decode in a worker: compressed bytes in, decoded
+ * chunks out, through a few slots of shared memory, with backpressure both
+ * ways. Each decoded chunk is copied out of its slot into memory of this
+ * thread (which its collector sees, and the cache may keep) and the slot
+ * goes back to the worker once the reader wants more.
+ */
 class WorkerDecoder extends Duplex {
-  private outstanding = 0;
-  private onTook: ((error?: Error) => void) | undefined;
+  private readonly input = new SharedArrayBuffer(INPUT_SLOTS * INPUT_SLOT_BYTES);
+  private readonly output = new SharedArrayBuffer(OUTPUT_SLOTS * ZSTD_OUTPUT_CHUNK);
+  private readonly freeInputs = Array.from({ length: INPUT_SLOTS }, (_, i) => i);
+  /** Output slots this side holds, to give back when the reader wants more. */
+  private readonly returnable = Array.from({ length: OUTPUT_SLOTS }, (_, i) => i);
+  private waitingForInputSlot: (() => void) | undefined;
   private onDone: ((error?: Error) => void) | undefined;
 
   constructor(
     private readonly post: (message: ToWorker) => void,
     private readonly id: number,
     private readonly release: () => void,
+    maxWindow: number,
   ) {
-    super({ readableHighWaterMark: CREDIT_CHUNKS * ZSTD_OUTPUT_CHUNK, writableHighWaterMark: 0 });
+    super({ readableHighWaterMark: OUTPUT_SLOTS * ZSTD_OUTPUT_CHUNK, writableHighWaterMark: 0 });
+    const { input, output } = this;
+    post({ type: 'open', id, maxWindow, input, inputSlots: INPUT_SLOTS, output, outputSlots: OUTPUT_SLOTS });
   }
 
   receive(message: FromWorker): void {
     if (message.type === 'output') {
-      this.outstanding--;
-      if (this.push(Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength))) this.grant();
+      const chunk = Buffer.from(new Uint8Array(this.output, message.slot * ZSTD_OUTPUT_CHUNK, message.length));
+      this.returnable.push(message.slot);
+      if (this.push(chunk)) this.giveBack();
     } else if (message.type === 'took') {
-      const callback = this.onTook;
-      this.onTook = undefined;
-      callback?.();
+      this.freeInputs.push(message.slot);
+      const waiting = this.waitingForInputSlot;
+      this.waitingForInputSlot = undefined;
+      waiting?.();
     } else if (message.type === 'done') {
       this.release();
       this.push(null);
       this.onDone?.();
-    } else if (message.type === 'error') {
+    } else {
       this.release();
       this.destroy(new Error(message.message));
     }
   }
 
   override _write(chunk: Buffer, _encoding: BufferEncoding, callback: (error?: Error) => void): void {
-    this.onTook = callback;
-    this.post({ type: 'input', id: this.id, bytes: chunk });
+    const slot = this.freeInputs.shift();
+    if (slot === undefined) {
+      this.waitingForInputSlot = () => this._write(chunk, _encoding, callback);
+      return;
+    }
+    const part = chunk.subarray(0, INPUT_SLOT_BYTES);
+    part.copy(new Uint8Array(this.input, slot * INPUT_SLOT_BYTES, INPUT_SLOT_BYTES));
+    this.post({ type: 'input', id: this.id, slot, length: part.length });
+    if (chunk.length > part.length) this._write(chunk.subarray(part.length), _encoding, callback);
+    else callback();
   }
 
   override _final(callback: (error?: Error) => void): void {
@@ -131,7 +161,7 @@ class WorkerDecoder extends Duplex {
   }
 
   override _read(): void {
-    this.grant();
+    this.giveBack();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
@@ -140,10 +170,8 @@ class WorkerDecoder extends Duplex {
     callback(error);
   }
 
-  private grant(): void {
-    const chunks = CREDIT_CHUNKS - this.outstanding;
-    if (chunks <= 0) return;
-    this.outstanding += chunks;
-    this.post({ type: 'credit', id: this.id, chunks });
+  private giveBack(): void {
+    if (this.returnable.length === 0) return;
+    this.post({ type: 'credit', id: this.id, slots: this.returnable.splice(0) });
   }
 }

@@ -3,30 +3,46 @@
  * that decoding one standby's WAL and encrypting another's (or the same
  * one's previous chunk) run on two cores instead of taking turns on one.
  *
- * Each stream decodes only as far as the credit its reader gave: at most
- * that many output chunks exist before the reader has taken them.
+ * Input and output go through memory shared with the event loop, a few
+ * slots per stream (see ZstdWorkerPool): this thread allocates nothing per
+ * chunk, so it leaves no garbage for its own collector to pile up, and
+ * decodes only into slots the reader has given back.
  */
 import { parentPort } from 'node:worker_threads';
 import { ZstdStep } from './zstd-step.js';
-import type { ToWorker } from './zstd-worker-pool.js';
+import type { FromWorker, ToWorker } from './zstd-worker-pool.js';
 
 interface Stream {
   readonly step: ZstdStep;
-  readonly inputs: Buffer[];
-  credit: number;
+  readonly inputSlots: readonly Buffer[];
+  readonly outputSlots: readonly Buffer[];
+  /** Input slots filled, in order, with their lengths; the first is being decoded once fed. */
+  readonly inputs: { slot: number; length: number }[];
+  /** Output slots the reader has given back. */
+  readonly free: number[];
+  fed: boolean;
   ending: boolean;
 }
 
 const port = parentPort!;
 const streams = new Map<number, Stream>();
+const post = (message: FromWorker) => port.postMessage(message);
 
 port.on('message', (message: ToWorker) => {
   const { id } = message;
   if (message.type === 'open') {
     try {
-      streams.set(id, { step: new ZstdStep(message.maxWindow), inputs: [], credit: 0, ending: false });
+      streams.set(id, {
+        step: new ZstdStep(message.maxWindow),
+        inputSlots: slots(message.input, message.inputSlots),
+        outputSlots: slots(message.output, message.outputSlots),
+        inputs: [],
+        free: [],
+        fed: false,
+        ending: false,
+      });
     } catch (error) {
-      port.postMessage({ type: 'error', id, message: (error as Error).message });
+      post({ type: 'error', id, message: (error as Error).message });
     }
     return;
   }
@@ -36,35 +52,42 @@ port.on('message', (message: ToWorker) => {
     streams.delete(id);
     return;
   }
-  if (message.type === 'input') stream.inputs.push(Buffer.from(message.bytes.buffer, message.bytes.byteOffset, message.bytes.byteLength));
-  else if (message.type === 'credit') stream.credit += message.chunks;
+  if (message.type === 'input') stream.inputs.push({ slot: message.slot, length: message.length });
+  else if (message.type === 'credit') stream.free.push(...message.slots);
   else if (message.type === 'end') stream.ending = true;
   run(id, stream);
 });
 
+function slots(memory: SharedArrayBuffer, count: number): Buffer[] {
+  const size = memory.byteLength / count;
+  return Array.from({ length: count }, (_, i) => Buffer.from(memory, i * size, size));
+}
+
 function run(id: number, stream: Stream): void {
   try {
-    while (stream.credit > 0) {
+    while (stream.free.length > 0) {
       if (stream.step.needsInput) {
-        const input = stream.inputs.shift();
+        // The slot decoded last is used up: the reader may fill it again.
+        if (stream.fed) post({ type: 'took', id, slot: stream.inputs.shift()!.slot });
+        stream.fed = false;
+        const input = stream.inputs[0];
         if (!input) break;
-        stream.step.feed(input);
-        // The reader may send the next input chunk: input is bounded by the file stream's own chunk.
-        port.postMessage({ type: 'took', id });
+        stream.step.feed(stream.inputSlots[input.slot]!.subarray(0, input.length));
+        stream.fed = true;
       }
-      const output = stream.step.next();
-      if (!output) continue;
-      stream.credit--;
-      // The chunk owns its memory (see ZstdStep.next): handed over, not copied.
-      port.postMessage({ type: 'output', id, bytes: output }, [output.buffer as ArrayBuffer]);
+      const slot = stream.free[0]!;
+      const produced = stream.step.next(stream.outputSlots[slot]!);
+      if (produced === 0) continue;
+      stream.free.shift();
+      post({ type: 'output', id, slot, length: produced });
     }
-    if (stream.ending && stream.inputs.length === 0 && stream.step.needsInput) {
+    if (stream.ending && stream.step.needsInput && stream.inputs.length === (stream.fed ? 1 : 0)) {
       stream.step.finish();
       streams.delete(id);
-      port.postMessage({ type: 'done', id });
+      post({ type: 'done', id });
     }
   } catch (error) {
     streams.delete(id);
-    port.postMessage({ type: 'error', id, message: (error as Error).message });
+    post({ type: 'error', id, message: (error as Error).message });
   }
 }
