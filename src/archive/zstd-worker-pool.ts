@@ -27,7 +27,7 @@ export type FromWorker =
 
 /** Compressed input a stream may have handed over: two of the file stream's chunks, one decoding while the next is read. */
 const INPUT_SLOTS = 2;
-const INPUT_SLOT_BYTES = 256 * 1024;
+const INPUT_SLOT_BYTES = 128 * 1024;
 /** Decoded chunks a stream may have in flight: 512 KiB, about what the file and verifier stages hold together. */
 const OUTPUT_SLOTS = 4;
 
@@ -70,7 +70,9 @@ class PoolWorker {
   private nextId = 1;
 
   constructor(script: URL) {
-    this.worker = new Worker(script);
+    // The worker allocates almost nothing on its heap (decoding goes through shared
+    // slots and zstd's own memory): a small young generation keeps its RSS small.
+    this.worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
     // Idle workers must not keep a stopping process alive.
     this.worker.unref();
     this.worker.on('message', (message: FromWorker) => this.streams.get(message.id)?.receive(message));
