@@ -57,6 +57,15 @@ export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: I
   }
 }
 
+/** Whether a command asks for --fatal-errors, for refusals made before it runs (a revoked key). */
+export function asksFatalErrors(command: string): boolean {
+  try {
+    return parseCommand(splitWords(command)).fatalErrors;
+  } catch {
+    return false;
+  }
+}
+
 function names(request: GetWalRequest | undefined): { server?: string; wal?: string } {
   return request ? { server: request.server, wal: request.walText } : {};
 }

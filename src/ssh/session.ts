@@ -2,8 +2,8 @@ import type { Connection as Ssh2Connection, ServerChannel, Session } from 'ssh2'
 import type { AuditLog } from '../audit/audit-log.js';
 import { MAX_COMMAND_LENGTH_IN_AUDIT } from '../audit/audit-log.js';
 import type { Hub } from '../command/get-wal.js';
-import { runCommand, type Outcome } from '../command/run-command.js';
-import { EXIT_STATUS } from '../errors.js';
+import { asksFatalErrors, runCommand, type Outcome } from '../command/run-command.js';
+import { EXIT_STATUS, exitStatus } from '../errors.js';
 import { findLoginRefusal, type KeyEntry } from '../keys/authorized-keys.js';
 import type { KeyStore } from '../keys/key-store.js';
 import type { Connection } from './connection.js';
@@ -90,7 +90,7 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
   const key = toCurrentEntry(conn, deps.keys);
   const outcome = key
     ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal, outlet: conn })
-    : refuseRevoked(channel);
+    : refuseRevoked(channel, command);
   // The audit write is synchronous: the line is in the kernel before the client hears the exit status.
   record(conn, deps.audit, command, outcome, startedAt);
   if (outcome.exit !== undefined && !aborter.signal.aborted) {
@@ -111,10 +111,11 @@ function toCurrentEntry(conn: Connection, keys: KeyStore): KeyEntry | undefined 
   return entry;
 }
 
-function refuseRevoked(channel: ServerChannel): Outcome {
+function refuseRevoked(channel: ServerChannel, command: string): Outcome {
   const message = 'this key is no longer authorized';
   channel.stderr.write(`walhub: ${message}\n`);
-  return { bytes: 0, handed: 0, exit: EXIT_STATUS.DENIED, result: 'denied', message };
+  // A point-in-time recovery asked for --fatal-errors: a revoked key must stop it too, not read as "not yet".
+  return { bytes: 0, handed: 0, exit: exitStatus('DENIED', asksFatalErrors(command)), result: 'denied', message };
 }
 
 function refuse(channel: ServerChannel, message: string, terminal: boolean): void {

@@ -203,6 +203,9 @@ describe('a multiplexed connection answers to the current authorized_keys', () =
       const removed = await sshExec(hub, muxKey, 'get-wal --test pg2 x', { extra: control });
       expect(removed.status).toBe(3);
       expect(removed.stderr).toBe('walhub: this key is no longer authorized\n');
+      // A point-in-time recovery's restore_command: a revoked key stops it (131), never reads as "not found yet".
+      const fatal = await sshExec(hub, muxKey, 'get-wal --fatal-errors pg2 000000010000000000000001', { extra: control });
+      expect({ status: fatal.status, stderr: fatal.stderr }).toEqual({ status: 131, stderr: 'walhub: this key is no longer authorized\n' });
     } finally {
       master.kill();
     }
