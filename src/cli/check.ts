@@ -88,7 +88,9 @@ export async function runCheck(args: string[]): Promise<CliResult> {
   if (archiveWarning) warnings.unshift(archiveWarning);
   out(`audit log     ${config.auditLog}`);
   const decoders = createDecoderTable();
-  out(`decoders      ${[...decoders.decoders.keys()].join(', ')}${decoders.missing.size ? ` (not available: ${[...decoders.missing.keys()].join(', ')})` : ''}`);
+  out(`decoders      ${[...decoders.decoders.keys()].join(', ')}${notAvailable(decoders.missing)}`);
+  // get-wal -j (barman-wal-restore --bzip2) needs the bzip2 program to compress.
+  out(`encoders      ${[...decoders.encoders.keys()].join(', ')}${notAvailable(decoders.missingEncoders)}`);
 
   for (const warning of warnings) process.stderr.write(`walhub: warning: ${warning}\n`);
   for (const problem of problems) process.stderr.write(`walhub: ${problem}\n`);
@@ -129,4 +131,8 @@ function findArchiveWarning(archive: string, exists: boolean): string | undefine
   if (!exists) return `the archive root ${archive} does not exist: every get-wal is "not found" on this node`;
   if (readdirSync(archive).length === 0) return `the archive root ${archive} is empty: every get-wal is "not found" on this node`;
   return undefined;
+}
+
+function notAvailable(missing: ReadonlyMap<string, string>): string {
+  return missing.size ? ` (not available: ${[...missing.keys()].join(', ')})` : '';
 }

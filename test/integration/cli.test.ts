@@ -13,9 +13,9 @@ import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.
 
 const run = promisify(execFile);
 
-async function walhub(args: string[]): Promise<{ status: number; stdout: string; stderr: string }> {
+async function walhub(args: string[], env?: NodeJS.ProcessEnv): Promise<{ status: number; stdout: string; stderr: string }> {
   try {
-    const { stdout, stderr } = await run(process.execPath, [CLI, ...args]);
+    const { stdout, stderr } = await run(process.execPath, [CLI, ...args], env ? { env } : {});
     return { status: 0, stdout, stderr };
   } catch (error) {
     const e = error as { code: number; stdout: string; stderr: string };
@@ -51,6 +51,13 @@ describe('walhub check', () => {
       `walhub: ${config}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
       `walhub: ${config}: limits.max_sessions: expected a whole number from 1 to 100000`,
     ]);
+  });
+
+  it('says which formats it cannot decode, and that -j cannot compress, on a host without the bzip2, xz and lz4 programs', async () => {
+    const config = await writeConfig('programs.toml', `archive = ${JSON.stringify(dir)}\nauthorized_keys = ${JSON.stringify(join(dir, 'no-keys'))}\n`);
+    const result = await walhub(['check', '--config', config], { ...process.env, PATH: join(dir, 'no-programs') });
+    expect(result.stdout).toContain('decoders      gzip, zstd, snappy (not available: bzip2, xz, lz4)\n');
+    expect(result.stdout).toContain('encoders      gzip (not available: bzip2)\n');
   });
 
   it('serve refuses the same configuration with the same lines', async () => {
