@@ -9,10 +9,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createBarman, type Barman } from '../helpers/barman.js';
 import { restartNode, startHaproxy, startNodes, writeBalancerKnownHosts, type Haproxy } from '../helpers/haproxy.js';
 import type { Hub } from '../helpers/hub.js';
-import { createCluster, createStandby, waitUntil, type PgCluster } from '../helpers/postgres.js';
+import { createCluster, waitUntil, type PgCluster } from '../helpers/postgres.js';
 import {
   createFillTable,
-  dropPrimaryConninfo,
   grepLog,
   toPrimarySettings,
   toSegmentRange,
@@ -20,7 +19,8 @@ import {
   waitForReplay,
   writeAndSwitch,
 } from '../helpers/replication.js';
-import { createStandbyAccess, toRestoreCommand, type StandbyAccess } from '../helpers/restore-command.js';
+import { startArchiveOnlyStandby } from '../helpers/recovery-setup.js';
+import { createStandbyAccess, type StandbyAccess } from '../helpers/restore-command.js';
 import { createClientKey, type ClientKey } from '../helpers/ssh-client.js';
 
 let barman: Barman;
@@ -71,19 +71,11 @@ async function restart(index: number): Promise<void> {
 
 it('a standby replays through HAProxy while each node in turn is restarted', async () => {
   const p = primary!;
-  standby = await createStandby(p, {
-    conf: { restore_command: toRestoreCommand(access!, 'pg1', 'recommended'), archive_mode: false },
-  });
-  // Without primary_conninfo, restore_command (through the balancer) is its only source.
-  await dropPrimaryConninfo(standby);
-  const s = standby;
-  await s.start();
-  const caughtUp = await writeAndSwitch(p, 1000);
-  await barman.archive(p, 'pg1', [caughtUp.segment]);
-  await waitForReplay(s, caughtUp.lsn);
+  // restore_command, through the balancer, is its only source.
+  const s = (standby = await startArchiveOnlyStandby(p, barman, access!));
 
   const segments: string[] = [];
-  let target = caughtUp.lsn;
+  let target = '';
   for (const index of [0, 1]) {
     // WAL for the standby to fetch while the node goes down and comes back.
     const { segment: first } = await writeAndSwitch(p, 30_000);

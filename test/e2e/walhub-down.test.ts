@@ -10,10 +10,9 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { sha256 } from '../helpers/archive.js';
 import { createBarman, type Barman } from '../helpers/barman.js';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { chownToPostgres, createCluster, createStandby, waitUntil, type PgCluster } from '../helpers/postgres.js';
+import { chownToPostgres, createCluster, waitUntil, type PgCluster } from '../helpers/postgres.js';
 import {
   createFillTable,
-  dropPrimaryConninfo,
   grepLog,
   toPrimarySettings,
   toSegmentRange,
@@ -27,6 +26,7 @@ import {
   toRestoreCommand,
   type StandbyAccess,
 } from '../helpers/restore-command.js';
+import { startArchiveOnlyStandby } from '../helpers/recovery-setup.js';
 import { createClientKey, type ClientKey } from '../helpers/ssh-client.js';
 
 const DOWN_FOR_MS = 12_000;
@@ -111,16 +111,7 @@ it('an archive-only standby keeps running while walhub is down, and catches up w
   const p = primary!;
   const stopped = hub!.process.exitCode !== null || hub!.process.signalCode !== null;
   if (stopped) await restartHub(); // the test above failed while walhub was down
-  standby = await createStandby(p, {
-    conf: { restore_command: toRestoreCommand(access!, 'pg1', 'recommended'), archive_mode: false },
-  });
-  // standby.signal (from pg_basebackup -R) stays; without primary_conninfo, restore_command is its only source.
-  await dropPrimaryConninfo(standby);
-  const s = standby;
-  await s.start();
-  const caughtUp = await writeAndSwitch(p, 1000);
-  await barman.archive(p, 'pg1', [caughtUp.segment]);
-  await waitForReplay(s, caughtUp.lsn);
+  const s = (standby = await startArchiveOnlyStandby(p, barman, access!));
 
   expect(await hub!.stop()).toBe(0);
   const downSince = Date.now();

@@ -3,9 +3,9 @@
 // postgres user would have it. Restored clusters come from createRecoveryCluster.
 import { createBarman, type Barman, type BarmanCompression } from './barman.js';
 import { startHub, type Hub } from './hub.js';
-import { createCluster, type PgCluster } from './postgres.js';
-import { createFillTable, toPrimarySettings, writeAndSwitch } from './replication.js';
-import { createStandbyAccess, type StandbyAccess } from './restore-command.js';
+import { createCluster, createStandby, type PgCluster } from './postgres.js';
+import { createFillTable, dropPrimaryConninfo, toPrimarySettings, waitForReplay, writeAndSwitch } from './replication.js';
+import { createStandbyAccess, toRestoreCommand, type StandbyAccess } from './restore-command.js';
 import { createClientKey } from './ssh-client.js';
 
 export interface RecoverySetup {
@@ -39,6 +39,29 @@ export async function createRecoverySetup(compression: BarmanCompression): Promi
     return { barman, primary, hub, access, cleanup };
   } catch (error) {
     await cleanup();
+    throw error;
+  }
+}
+
+/**
+ * A standby from `primary`'s base backup whose only source is the README's
+ * recommended restore_command (no primary_conninfo), started and caught up
+ * with one archived segment: what the walhub-down and HAProxy tests replay on.
+ */
+export async function startArchiveOnlyStandby(primary: PgCluster, barman: Barman, access: StandbyAccess): Promise<PgCluster> {
+  const standby = await createStandby(primary, {
+    conf: { restore_command: toRestoreCommand(access, 'pg1', 'recommended'), archive_mode: false },
+  });
+  // standby.signal (from pg_basebackup -R) stays; without primary_conninfo, restore_command is its only source.
+  await dropPrimaryConninfo(standby);
+  try {
+    await standby.start();
+    const caughtUp = await writeAndSwitch(primary, 1000);
+    await barman.archive(primary, 'pg1', [caughtUp.segment]);
+    await waitForReplay(standby, caughtUp.lsn);
+    return standby;
+  } catch (error) {
+    await standby.cleanup();
     throw error;
   }
 }
