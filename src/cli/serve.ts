@@ -2,6 +2,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createAuditLog, type AuditConsumer } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
+import { Readahead } from '../archive/readahead.js';
+import { WalCache } from '../archive/wal-cache.js';
 import { createTransferCounts, type Hub } from '../command/get-wal.js';
 import { loadConfig } from '../config.js';
 import { KeyStore } from '../keys/key-store.js';
@@ -68,7 +70,13 @@ export async function runServe(args: string[]): Promise<CliResult> {
 
     const decoders = createDecoderTable();
     for (const reason of decoders.missing.values()) log.info(reason);
-    const hub: Hub = { config, decoders, transfers: createTransferCounts() };
+    const transfers = createTransferCounts();
+    const { memory, readahead: depth } = config.cache;
+    const readahead =
+      memory > 0 && depth > 0
+        ? new Readahead({ cache: new WalCache(memory), depth, decoders, limits: config.limits, requestsActive: () => transfers.active, log })
+        : undefined;
+    const hub: Hub = { config, decoders, transfers, ...(readahead ? { readahead } : {}) };
     const consumers: AuditConsumer[] = [];
     let server: RunningServer | undefined;
     let metricsEndpoint: MetricsEndpoint | undefined;
@@ -80,6 +88,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
           authorizedKeys: () => keys.current.byBlob.size,
           connections: () => server?.connections.size ?? 0,
           sessions: () => [...(server?.connections ?? [])].reduce((sum, c) => sum + c.openSessions, 0),
+          ...(readahead ? { readahead } : {}),
         })
       : undefined;
     if (metrics) consumers.push(metrics.consume);
@@ -111,6 +120,8 @@ export async function runServe(args: string[]): Promise<CliResult> {
       const stop = (signal: string) => {
         log.info({ signal, transfers: hub.transfers.active }, 'stopping');
         keys.close();
+        // Background work ends at once; requests in flight still finish.
+        void readahead?.close();
         // SIGTERM behind a balancer: first fail its health checks while still serving, then stop accepting.
         void (signal === 'SIGINT' ? Promise.resolve() : running.drain())
           .then(() => running.close(signal === 'SIGINT' ? 0 : 30_000))
