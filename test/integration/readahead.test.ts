@@ -24,7 +24,7 @@ const EXPECTED_COMPRESSION: Record<string, string> = {
   snappy: 'snappy',
 };
 const FORMATS = ['none', ...BARMAN_WRITERS] as const;
-const SERVERS = [...FORMATS, 'replaced', 'moved', 'damaged', 'gone', 'escape'];
+const SERVERS = [...FORMATS, 'replaced', 'moved', 'damaged', 'gone', 'escape', 'waits'];
 
 let fixture: WalFixture;
 let hub: Hub;
@@ -156,6 +156,19 @@ describe('never stale', () => {
       file: `wals/${incoming.name.slice(0, 16)}/${incoming.name}`,
     });
   });
+});
+
+it('has a request for the segment being read ahead wait for that decode, not start a second one', async () => {
+  const serverDir = await createServerDir(hub.archive, 'waits');
+  await place(serverDir, segment(0));
+  // bzip2 takes about a second: the next request arrives while it decodes.
+  const next = await place(serverDir, segment(1), { codec: 'bzip2' });
+  const mux = ['-o', 'ControlMaster=auto', '-o', `ControlPath=${join(hub.dir, 'mux-waits')}`, '-o', 'ControlPersist=30'];
+  await fetchOk('waits', segment(0), mux);
+  await fetchOk('waits', segment(1), mux);
+  await sshExec(hub, standby, undefined, { extra: [...mux, '-O', 'exit'] });
+  expect(await requestRecord('waits', next.name)).toMatchObject({ result: 'ok', cache: 'hit', compression: 'bzip2' });
+  expect(hub.logLines.filter((l) => l.msg === 'readahead' && l.server === 'waits' && l.wal === next.name)).toMatchObject([{ outcome: 'cached' }]);
 });
 
 it('reports a damaged segment read ahead with exit 4 and the same message as without readahead', async () => {
