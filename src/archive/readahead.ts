@@ -23,7 +23,7 @@ export interface ReadaheadOptions {
   readonly limits: ArchiveLimits;
   /** get-wal transfers running now: readahead gives way to them. */
   readonly requestsActive: () => number;
-  readonly log: Pick<Logger, 'info' | 'warn'>;
+  readonly log: Pick<Logger, 'debug' | 'info' | 'warn'>;
 }
 
 /** The segments after `from`, for the connection that was sent it. */
@@ -165,8 +165,10 @@ export class Readahead {
     const { outcome, file, error } = result;
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
     const fields = { server: chain.server, wal: wal.name, outcome, ms: Date.now() - startedAt, ...(file ? { file } : {}), ...(error ? { error } : {}) };
-    // A damaged file or an archive problem needs a person, as its request would.
+    // A damaged file or an archive problem needs a person, as its request would;
+    // the end of the archive is where every chain stops, not news.
     if (outcome === 'damaged' || outcome === 'error') this.options.log.warn(fields, 'readahead');
+    else if (outcome === 'missing') this.options.log.debug(fields, 'readahead');
     else this.options.log.info(fields, 'readahead');
     return outcome;
   }

@@ -35,7 +35,8 @@ const segment = (index: number) => fixture.segments[index]!;
 
 beforeAll(async () => {
   fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub();
+  // Debug: the readahead line of a chain that reached a missing segment is a debug line.
+  hub = await startHub({ env: { WALHUB_LOG_LEVEL: 'debug' } });
   standby = await createClientKey(hub.dir, 'standby-a');
   await hub.writeKeys([{ key: standby, options: `servers="${SERVERS.join(',')}"` }]);
   // Three consecutive segments in each format; the fourth is missing, where readahead stops.
