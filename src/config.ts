@@ -7,6 +7,7 @@ import {
   parseDuration,
   parseIpv6Prefix,
   parseListenAddress,
+  parseSize,
   parsePenalty,
   parsePowerOfTwoSize,
   parseStartups,
@@ -73,6 +74,14 @@ export interface ProxySettings {
   readonly drainTime: number;
 }
 
+/** The readahead cache (src/archive/readahead.ts); off when either is 0. */
+export interface CacheSettings {
+  /** bytes the cache may hold, decoded WAL cached and being read ahead together. */
+  readonly memory: number;
+  /** segments decoded ahead of the one a standby was just sent. */
+  readonly readahead: number;
+}
+
 export interface Config {
   readonly file: string;
   readonly listen: readonly { host: string; port: number }[];
@@ -88,6 +97,7 @@ export interface Config {
   /** The Prometheus endpoint; absent when [metrics] is not configured. */
   readonly metrics?: { readonly listen: { host: string; port: number } };
   readonly proxy: ProxySettings;
+  readonly cache: CacheSettings;
 }
 
 export class ConfigError extends Error {
@@ -135,13 +145,20 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
 
 export const DEFAULT_PROXY: ProxySettings = Object.freeze({ trusted: Object.freeze([]), drainTime: 5_000 });
 
+export const DEFAULT_CACHE: CacheSettings = Object.freeze({ memory: 256 * MIB, readahead: 4 });
+/** Far beyond any useful readahead; the budget, not this, bounds memory. */
+const MAX_READAHEAD = 64;
+/** Above what a 64-bit host would sensibly give a WAL cache; a typo like "256GiB" is refused, not allocated on demand. */
+const MAX_CACHE_MEMORY = 64 * 1024 * MIB;
+
 /** Server IDs are directory names: no separators, no dot-only names. */
 export const SERVER_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 
 type Table = Record<string, unknown>;
 
-const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms', 'metrics', 'proxy'];
+const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms', 'metrics', 'proxy', 'cache'];
 const PROXY_KEYS = ['trusted', 'drain_time'];
+const CACHE_KEYS = ['memory', 'readahead'];
 type LimitKind = 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' | 'window' | 'segment';
 const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: LimitKind }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
@@ -284,6 +301,7 @@ export function parseConfig(text: string, file: string): Config {
     else metrics = Object.freeze({ listen: address });
   }
   const proxy = parseProxy(raw.proxy, fail);
+  const cache = parseCache(raw.cache, fail);
 
   const config: Config = {
     file,
@@ -298,6 +316,7 @@ export function parseConfig(text: string, file: string): Config {
     fipsAlgorithms: fipsAlgorithms === true,
     ...(metrics ? { metrics } : {}),
     proxy,
+    cache,
   };
   if (problems.length > 0) throw new ConfigError(problems);
   return Object.freeze(config);
@@ -319,6 +338,28 @@ function parseProxy(value: unknown, fail: Fail): ProxySettings {
     else drainTime = parsed;
   }
   return Object.freeze({ trusted: Object.freeze([...trusted]), drainTime });
+}
+
+function parseCache(value: unknown, fail: Fail): CacheSettings {
+  if (value === undefined) return DEFAULT_CACHE;
+  if (!isTable(value)) {
+    fail('cache', 'expected a table');
+    return DEFAULT_CACHE;
+  }
+  for (const key of Object.keys(value)) if (!CACHE_KEYS.includes(key)) fail(`cache.${key}`, `unknown key (expected one of ${CACHE_KEYS.join(', ')})`);
+  let { memory, readahead } = DEFAULT_CACHE;
+  if (value.memory !== undefined) {
+    const parsed = parseSize(value.memory);
+    if (parsed === undefined || parsed > MAX_CACHE_MEMORY) fail('cache.memory', 'expected a size like "256MiB" or "1GiB", up to 64GiB, or 0 to turn the cache off');
+    else memory = parsed;
+  }
+  if (value.readahead !== undefined) {
+    const parsed = value.readahead;
+    if (typeof parsed !== 'number' || !Number.isInteger(parsed) || parsed < 0 || parsed > MAX_READAHEAD) {
+      fail('cache.readahead', `expected a whole number of segments from 0 (off) to ${MAX_READAHEAD}`);
+    } else readahead = parsed;
+  }
+  return Object.freeze({ memory, readahead });
 }
 
 function isTable(value: unknown): value is Table {

@@ -1,3 +1,4 @@
+import type { FileHandle } from 'node:fs/promises';
 import type { Readable, Transform, Duplex } from 'node:stream';
 import { WalhubError } from '../errors.js';
 import { CheckedCopy } from './checked-copy.js';
@@ -9,6 +10,8 @@ import { needsVerifier, WalVerifier } from './wal-verifier.js';
 import type { WalName } from './wal-name.js';
 
 export interface OpenedWal {
+  /** The open file under `file`: closed with it, unless opened with `autoClose: false`. */
+  readonly handle: FileHandle;
   readonly file: Readable;
   /** Present when the file is compressed. */
   readonly decoder?: Duplex;
@@ -44,6 +47,7 @@ export async function openWal(
   partial: boolean,
   decoders: DecoderTable,
   limits: ArchiveLimits,
+  { autoClose = true }: { readonly autoClose?: boolean } = {},
 ): Promise<OpenedWal> {
   const found = await findWalFile(serverDir, wal, partial);
   if (!found) throw new WalhubError('NOT_FOUND', 'WAL file not found in the archive');
@@ -57,7 +61,8 @@ export async function openWal(
       throw new WalhubError('UNAVAILABLE', decoders.missing.get(compression) ?? `cannot decode ${compression}`);
     }
     return {
-      file: handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose: true }),
+      handle,
+      file: handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose }),
       ...(decoder ? { decoder: decoder(limits) } : {}),
       verifier: needsVerifier(wal)
         ? new WalVerifier(wal, !relative.endsWith('.partial'), limits.maxSegmentSize)

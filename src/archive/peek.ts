@@ -4,7 +4,7 @@ import type { ArchiveLimits } from './limits.js';
 import { findWalFile } from './lookup.js';
 import { openWal } from './open-wal.js';
 import { isSegmentSize, LONG_HEADER_SIZE, parseLongPageHeader } from './page-header.js';
-import { parseWalName, toSegmentName, toSegmentNumber, type WalName } from './wal-name.js';
+import { nextSegment, type WalName } from './wal-name.js';
 
 /**
  * Barman's `get-wal --peek N`: the names of up to N files that exist,
@@ -26,14 +26,13 @@ export async function peekWalNames(
   const segmentSize = await readSegmentSize(serverDir, wal, decoders, limits);
   // A header's size is checked before any arithmetic: 0 would divide by zero.
   const usable = segmentSize !== undefined && isSegmentSize(segmentSize) && segmentSize <= limits.maxSegmentSize;
-  let segno = usable ? toSegmentNumber(wal, segmentSize) : undefined;
-  if (segno === undefined) return [wal.name];
+  if (!usable) return [wal.name];
   const names = [wal.name];
-  while (names.length < count) {
-    segno++;
-    const next = parseWalName(toSegmentName(wal.timeline, segno, segmentSize!))!;
-    if (!(await exists(serverDir, next))) break;
+  for (let current = wal; names.length < count; ) {
+    const next = nextSegment(current, segmentSize);
+    if (!next || !(await exists(serverDir, next))) break;
     names.push(next.name);
+    current = next;
   }
   return names;
 }

@@ -61,3 +61,18 @@ export function toSegmentName(timeline: number, segno: bigint, segmentSize: numb
   const hex = (n: bigint | number) => n.toString(16).toUpperCase().padStart(8, '0');
   return hex(timeline) + hex(segno / perLog) + hex(segno % perLog);
 }
+
+/**
+ * The segment after `wal` on its timeline, for segments of `segmentSize`
+ * bytes (from page 0's header: segments per log file depend on it). Undefined
+ * for a name that is not a segment, or a size PostgreSQL cannot have made.
+ */
+export function nextSegment(wal: WalName, segmentSize: number): WalName | undefined {
+  if (wal.kind !== 'segment' || !Number.isInteger(segmentSize) || segmentSize <= 0 || 0x1_0000_0000 % segmentSize !== 0) return undefined;
+  const segno = toSegmentNumber(wal, segmentSize);
+  if (segno === undefined) return undefined;
+  const next = segno + 1n;
+  // The last segment of the last log file has no next one (8 hex digits of log).
+  if (next / (0x1_0000_0000n / BigInt(segmentSize)) > 0xffffffffn) return undefined;
+  return parseWalName(toSegmentName(wal.timeline, next, segmentSize));
+}

@@ -38,6 +38,11 @@ export class WalVerifier extends Transform {
     super({ highWaterMark: 128 * 1024 });
   }
 
+  /** The segment size page 0 gave, once it has been checked. */
+  get segmentSize(): number | undefined {
+    return this.header?.segmentSize;
+  }
+
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (!this.header) {
       this.held.push(chunk);

@@ -2,6 +2,8 @@ import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { createAuditLog, type AuditConsumer } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
+import { Readahead } from '../archive/readahead.js';
+import { WalCache } from '../archive/wal-cache.js';
 import { ZstdWorkerPool } from '../archive/zstd-worker-pool.js';
 import { createTransferCounts, type Hub } from '../command/get-wal.js';
 import { loadConfig } from '../config.js';
@@ -43,6 +45,8 @@ export async function runServe(args: string[]): Promise<CliResult> {
     log.fatal({ err: error }, 'internal error, exiting');
     process.exit(70);
   });
+  // A failed start ends the decoding threads it started, as a stop does.
+  let zstdPool: ZstdWorkerPool | undefined;
   try {
     const config = loadConfig(options.config);
     const hostKeys = loadHostKeys(config.hostKeys, { create: true });
@@ -67,10 +71,16 @@ export async function runServe(args: string[]): Promise<CliResult> {
     await keys.reload();
     keys.watch();
 
-    const zstdPool = new ZstdWorkerPool();
-    const decoders = createDecoderTable(undefined, zstdPool);
+    const pool = (zstdPool = new ZstdWorkerPool());
+    const decoders = createDecoderTable(undefined, pool);
     for (const reason of decoders.missing.values()) log.info(reason);
-    const hub: Hub = { config, decoders, transfers: createTransferCounts() };
+    const transfers = createTransferCounts();
+    const { memory, readahead: depth } = config.cache;
+    const readahead =
+      memory > 0 && depth > 0
+        ? new Readahead({ cache: new WalCache(memory), depth, decoders, limits: config.limits, requestsActive: () => transfers.active, log })
+        : undefined;
+    const hub: Hub = { config, decoders, transfers, ...(readahead ? { readahead } : {}) };
     const consumers: AuditConsumer[] = [];
     let server: RunningServer | undefined;
     let metricsEndpoint: MetricsEndpoint | undefined;
@@ -82,6 +92,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
           authorizedKeys: () => keys.current.byBlob.size,
           connections: () => server?.connections.size ?? 0,
           sessions: () => [...(server?.connections ?? [])].reduce((sum, c) => sum + c.openSessions, 0),
+          ...(readahead ? { readahead } : {}),
         })
       : undefined;
     if (metrics) consumers.push(metrics.consume);
@@ -113,12 +124,14 @@ export async function runServe(args: string[]): Promise<CliResult> {
       const stop = (signal: string) => {
         log.info({ signal, transfers: hub.transfers.active }, 'stopping');
         keys.close();
+        // Background work ends at once; requests in flight still finish.
+        void readahead?.close();
         // SIGTERM behind a balancer: first fail its health checks while still serving, then stop accepting.
         void (signal === 'SIGINT' ? Promise.resolve() : running.drain())
           .then(() => running.close(signal === 'SIGINT' ? 0 : 30_000))
           .then(() => metricsEndpoint?.close())
           .then(() => audit.flush())
-          .then(() => zstdPool.close())
+          .then(() => pool.close())
           .then(resolve);
       };
       process.once('SIGTERM', () => stop('SIGTERM'));
@@ -127,6 +140,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
     log.info('stopped');
     return 0;
   } catch (error) {
+    await zstdPool?.close();
     if (!reportKnownError(error)) process.stderr.write(`walhub: cannot start: ${toStartFailure(error, options.config)}\n`);
     return 1;
   }

@@ -1,9 +1,11 @@
 import { join } from 'node:path';
-import type { Duplex, Readable, Transform, Writable } from 'node:stream';
+import { Readable, type Duplex, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDirectory, toArchiveReadError } from '../archive/lookup.js';
 import { openWal, toStages, toStoredStages, type OpenedWal } from '../archive/open-wal.js';
 import { peekWalNames } from '../archive/peek.js';
+import type { Readahead } from '../archive/readahead.js';
+import { WalVerifier } from '../archive/wal-verifier.js';
 import type { CompressionName, DecoderTable, EncodingName } from '../archive/compression.js';
 import type { Config } from '../config.js';
 import { WalhubError } from '../errors.js';
@@ -16,6 +18,8 @@ export interface Hub {
   readonly config: Config;
   readonly decoders: DecoderTable;
   readonly transfers: TransferCounts;
+  /** Absent when [cache] turns it off. */
+  readonly readahead?: Readahead;
 }
 
 /** Transfers running now: in all, and per key (by fingerprint). */
@@ -33,11 +37,15 @@ export interface Io {
   readonly signal: AbortSignal;
   /** The connection under stdout, for flow control (see channel-sink.ts). */
   readonly outlet: Outlet;
+  /** Aborted when the connection closes: ends the readahead done for it. */
+  readonly connection?: AbortSignal;
 }
 
 export interface Transfer extends SinkProgress {
   compression?: CompressionName;
   file?: string;
+  /** For a request the readahead cache could serve: whether it did. */
+  cache?: 'hit' | 'miss';
 }
 
 /** Same words whether the server does not exist or this key may not read it, so keys cannot probe for server IDs. */
@@ -85,16 +93,49 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
   transfers.byKey.set(fingerprint, forKey + 1);
   try {
     const wal = request.wal!;
-    const opened = await openWal(serverDir, wal, request.partial, hub.decoders, hub.config.limits);
-    transfer.compression = opened.compression;
-    transfer.file = opened.relative;
-    await pump(toSendStages(opened, request, hub.decoders), io, transfer, limits.stallTimeout);
+    let served = await sendFromCache(hub.readahead, serverDir, request, io, transfer, limits.stallTimeout);
+    if (served === undefined) {
+      const opened = await openWal(serverDir, wal, request.partial, hub.decoders, hub.config.limits);
+      transfer.compression = opened.compression;
+      transfer.file = opened.relative;
+      await pump(toSendStages(opened, request, hub.decoders), io, transfer, limits.stallTimeout);
+      if (transfer.cache && opened.verifier instanceof WalVerifier) served = opened.verifier.segmentSize;
+    }
+    if (served !== undefined) hub.readahead!.schedule(request.server, serverDir, wal, served, io.connection ?? io.signal);
   } finally {
     transfers.active--;
     const left = (transfers.byKey.get(fingerprint) ?? 1) - 1;
     if (left > 0) transfers.byKey.set(fingerprint, left);
     else transfers.byKey.delete(fingerprint);
   }
+}
+
+/**
+ * A plain request for a segment, served from the readahead cache when it
+ * holds that very file (see Readahead.lookup); records hit or miss. Returns
+ * the segment size when it was served from the cache, else undefined.
+ */
+async function sendFromCache(
+  readahead: Readahead | undefined,
+  serverDir: string,
+  request: GetWalRequest,
+  io: Io,
+  transfer: Transfer,
+  stallMs: number,
+): Promise<number | undefined> {
+  const plain = request.wal?.kind === 'segment' && !request.partial && !request.keepCompression && !wantedEncoding(request);
+  if (!readahead || !plain) return undefined;
+  const hit = await readahead.lookup(serverDir, request.wal!, io.signal);
+  transfer.cache = hit ? 'hit' : 'miss';
+  if (!hit) return undefined;
+  try {
+    transfer.compression = hit.wal.compression;
+    transfer.file = hit.wal.identity.relative;
+    await pump({ stages: [Readable.from(hit.wal.chunks, { objectMode: false })] }, io, transfer, stallMs);
+  } finally {
+    hit.release();
+  }
+  return hit.wal.segmentSize;
 }
 
 function wantedEncoding(request: GetWalRequest): EncodingName | undefined {

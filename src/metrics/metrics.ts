@@ -2,6 +2,8 @@ import { once } from 'node:events';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Readahead } from '../archive/readahead.js';
+import { READAHEAD_OUTCOMES } from '../archive/readahead.js';
 import type { AuditConsumer } from '../audit/audit-log.js';
 
 export interface MetricsSources {
@@ -10,6 +12,8 @@ export interface MetricsSources {
   readonly authorizedKeys: () => number;
   readonly connections: () => number;
   readonly sessions: () => number;
+  /** Absent when [cache] turns the readahead off. */
+  readonly readahead?: Pick<Readahead, 'cache' | 'outcomes'>;
 }
 
 export interface Metrics {
@@ -94,6 +98,41 @@ export function createMetrics(sources: MetricsSources): Metrics {
     },
   });
 
+  const cacheRequests = new Counter({
+    name: 'walhub_cache_requests_total',
+    help: 'get-wal requests the readahead cache could serve, by whether it did (hit, miss).',
+    labelNames: ['result'],
+    registers: [registry],
+  });
+  const { readahead } = sources;
+  if (readahead) {
+    new Gauge({
+      name: 'walhub_cache_bytes',
+      help: 'Memory held by the readahead cache: decoded segments cached, and reserved for the decode under way.',
+      labelNames: ['state'],
+      registers: [registry],
+      collect() {
+        const { cache } = readahead;
+        this.set({ state: 'cached' }, cache.cachedBytes);
+        this.set({ state: 'decoding' }, cache.reservedBytes);
+      },
+    });
+    const counted = new Map<string, number>();
+    new Counter({
+      name: 'walhub_readahead_decodes_total',
+      help: `Segments read ahead, by outcome (${READAHEAD_OUTCOMES.join(', ')}).`,
+      labelNames: ['outcome'],
+      registers: [registry],
+      collect() {
+        for (const [outcome, total] of readahead.outcomes) {
+          const added = total - (counted.get(outcome) ?? 0);
+          this.inc({ outcome }, added);
+          counted.set(outcome, total);
+        }
+      },
+    });
+  }
+
   const knownServers = new Set(sources.configuredServers);
   const serverLabel = (server: unknown, result: unknown): string => {
     if (typeof server !== 'string') return 'none';
@@ -111,6 +150,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
       requests.inc({ server, result: String(fields.result) });
       if (typeof fields.bytes === 'number' && fields.bytes > 0) bytesSent.inc({ server }, fields.bytes);
       if (typeof fields.ms === 'number') duration.observe(fields.ms / 1000);
+      if (fields.cache === 'hit' || fields.cache === 'miss') cacheRequests.inc({ result: fields.cache });
     } else if (event === 'auth' && fields.result === 'refused') {
       authFailures.inc({ reason: toAuthFailureReason(fields.reason) });
     }

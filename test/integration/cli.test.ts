@@ -46,7 +46,7 @@ describe('walhub check', () => {
     const result = await walhub(['check', '--config', config]);
     expect(result.status).toBe(1);
     expect(result.stderr.trim().split('\n')).toEqual([
-      `walhub: ${config}: usre: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`,
+      `walhub: ${config}: usre: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy, cache)`,
       `walhub: ${config}: listen: expected "host:port" or "[ipv6]:port", got "127.0.0.1"`,
       `walhub: ${config}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
       `walhub: ${config}: limits.max_sessions: expected a whole number from 1 to 100000`,

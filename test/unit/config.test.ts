@@ -28,6 +28,7 @@ describe('parseConfig', () => {
       limits: DEFAULT_LIMITS,
       fipsAlgorithms: false,
       proxy: { trusted: [], drainTime: 5_000 },
+      cache: { memory: 256 * 1024 * 1024, readahead: 4 },
     });
   });
 
@@ -98,6 +99,10 @@ session_start_timeout = "5s"
 [proxy]
 trusted = ["10.0.0.5", "10.0.9.0/24", "2001:db8::/48"]
 drain_time = "3s"
+
+[cache]
+memory = "1GiB"
+readahead = 8
 `,
       FILE,
     );
@@ -138,6 +143,7 @@ drain_time = "3s"
       },
       fipsAlgorithms: true,
       proxy: { trusted: ['10.0.0.5', '10.0.9.0/24', '2001:db8::/48'], drainTime: 3_000 },
+      cache: { memory: 1024 * 1024 * 1024, readahead: 8 },
     });
   });
 
@@ -161,6 +167,11 @@ drain_time = "3s"
     expect(parseConfig('[proxy]\ntrusted = ["127.0.0.1"]\ndrain_time = "0s"', FILE).proxy).toEqual({ trusted: ['127.0.0.1'], drainTime: 0 });
   });
 
+  it('takes 0 as the cache turned off, for memory and for readahead', () => {
+    expect(parseConfig('[cache]\nmemory = 0\n', FILE).cache).toEqual({ memory: 0, readahead: 4 });
+    expect(parseConfig('[cache]\nmemory = "0MiB"\nreadahead = 0\n', FILE).cache).toEqual({ memory: 0, readahead: 0 });
+  });
+
   it('returns a frozen object', () => {
     const config = parseConfig('[servers.pg1]\npath = "/x"\n', FILE);
     expect(Object.isFrozen(config)).toBe(true);
@@ -171,7 +182,7 @@ drain_time = "3s"
   });
 
   it.each([
-    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`],
+    ['an unknown top-level key', 'listne = ["127.0.0.1:2222"]', `${FILE}: listne: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy, cache)`],
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
@@ -233,6 +244,13 @@ drain_time = "3s"
     ['trusted proxies as a string', '[proxy]\ntrusted = "10.0.0.5"', `${FILE}: proxy.trusted: expected a list of strings`],
     ['a drain time in words', '[proxy]\ndrain_time = "a few seconds"', `${FILE}: proxy.drain_time: expected a duration like "5s", up to 10m, or "0s" for none`],
     ['a drain time over ten minutes', '[proxy]\ndrain_time = "11m"', `${FILE}: proxy.drain_time: expected a duration like "5s", up to 10m, or "0s" for none`],
+    ['cache that is not a table', 'cache = "256MiB"', `${FILE}: cache: expected a table`],
+    ['an unknown cache key', '[cache]\nsize = "256MiB"', `${FILE}: cache.size: unknown key (expected one of memory, readahead)`],
+    ['a cache memory in words', '[cache]\nmemory = "lots"', `${FILE}: cache.memory: expected a size like "256MiB" or "1GiB", up to 64GiB, or 0 to turn the cache off`],
+    ['a cache memory above 64GiB', '[cache]\nmemory = "65GiB"', `${FILE}: cache.memory: expected a size like "256MiB" or "1GiB", up to 64GiB, or 0 to turn the cache off`],
+    ['a negative readahead', '[cache]\nreadahead = -1', `${FILE}: cache.readahead: expected a whole number of segments from 0 (off) to 64`],
+    ['a readahead as a string', '[cache]\nreadahead = "4"', `${FILE}: cache.readahead: expected a whole number of segments from 0 (off) to 64`],
+    ['a readahead above 64', '[cache]\nreadahead = 65', `${FILE}: cache.readahead: expected a whole number of segments from 0 (off) to 64`],
     ['a server key other than path', '[servers.pg1]\npath = "/x"\ncompression = "gzip"', `${FILE}: servers.pg1.compression: unknown key (expected path)`],
   ])('refuses %s with one line naming the file and the key', (_what, text, problem) => {
     expect(problemsOf(text)).toEqual([problem]);
@@ -249,7 +267,7 @@ login_grace_time = "soon"
 max_auth_tries = -1
 `);
     expect(problems).toEqual([
-      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`,
+      `${FILE}: colour: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy, cache)`,
       `${FILE}: listen: expected "host:port" or "[ipv6]:port", got "nowhere"`,
       `${FILE}: servers.a/b: a server ID is letters, digits, ".", "_" and "-", starting with a letter or digit`,
       `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`,
@@ -262,7 +280,7 @@ max_auth_tries = -1
       parseConfig('a = 1\nb = 2\n', FILE);
       throw new Error('accepted');
     } catch (error) {
-      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy)`);
+      expect((error as Error).message).toBe(`${FILE}: a: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy, cache)\n${FILE}: b: unknown key (expected one of listen, user, host_keys, authorized_keys, archive, audit_log, servers, limits, fips_algorithms, metrics, proxy, cache)`);
     }
   });
 

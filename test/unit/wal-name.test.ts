@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parseWalName, toHashDir, toSegmentName, toSegmentNumber, type WalName } from '../../src/archive/wal-name.js';
+import { nextSegment, parseWalName, toHashDir, toSegmentName, toSegmentNumber, type WalName } from '../../src/archive/wal-name.js';
 
 const MiB = 1024 * 1024;
 const GiB = 1024 * MiB;
@@ -127,5 +127,37 @@ describe('segment numbers', () => {
   it('names the next segment across a log boundary (16 MiB)', () => {
     const segno = toSegmentNumber(parsed('0000000100000000000000FF'), 16 * MiB)!;
     expect(toSegmentName(1, segno + 1n, 16 * MiB)).toBe('000000010000000100000000');
+  });
+});
+
+describe('nextSegment', () => {
+  it.each([
+    // 16 MiB: 256 segments per log file, the last one is ...FF.
+    ['000000010000000000000003', 16 * MiB, '000000010000000000000004'],
+    ['0000000100000000000000FF', 16 * MiB, '000000010000000100000000'],
+    ['0000000200000007000000FE', 16 * MiB, '0000000200000007000000FF'],
+    // 1 GiB: 4 segments per log file, ...00 to ...03.
+    ['000000010000000000000002', GiB, '000000010000000000000003'],
+    ['000000010000000000000003', GiB, '000000010000000100000000'],
+    ['00000001000000050000000', 0, undefined],
+  ] as const)('after %s (segments of %i bytes) comes %s', (text, size, expected) => {
+    const wal = parseWalName(text);
+    expect(wal === undefined ? undefined : nextSegment(wal, size)?.name).toBe(expected);
+  });
+
+  it('has no next segment for a seg field the segment size does not allow', () => {
+    // 1 GiB segments go up to ...03 in each log file: ...04 is not one.
+    expect(nextSegment(parsed('000000010000000000000004'), GiB)).toBeUndefined();
+  });
+
+  it('has none after the last segment of the last log file', () => {
+    expect(nextSegment(parsed('00000001FFFFFFFF000000FF'), 16 * MiB)).toBeUndefined();
+  });
+
+  it('has none for a size PostgreSQL cannot have made, nor for a .partial, .backup or history name', () => {
+    expect(nextSegment(parsed('000000010000000000000003'), 0)).toBeUndefined();
+    expect(nextSegment(parsed('000000010000000000000003'), 3 * MiB)).toBeUndefined();
+    expect(nextSegment(parsed('000000010000000000000003.partial'), 16 * MiB)).toBeUndefined();
+    expect(nextSegment(parsed('00000002.history'), 16 * MiB)).toBeUndefined();
   });
 });
