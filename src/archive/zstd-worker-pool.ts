@@ -73,8 +73,6 @@ class PoolWorker {
     // The worker allocates almost nothing on its heap (decoding goes through shared
     // slots and zstd's own memory): a small young generation keeps its RSS small.
     this.worker = new Worker(script, { resourceLimits: { maxYoungGenerationSizeMb: 2, maxOldGenerationSizeMb: 32 } });
-    // Idle workers must not keep a stopping process alive.
-    this.worker.unref();
     this.worker.on('message', (message: FromWorker) => this.streams.get(message.id)?.receive(message));
     const fail = (why: string) => {
       this.dead = true;
@@ -83,6 +81,9 @@ class PoolWorker {
     };
     this.worker.on('error', (error) => fail(error.message));
     this.worker.on('exit', (code) => fail(`worker exited with ${code}`));
+    // Idle workers must not keep a stopping process alive; after the listeners,
+    // since adding a 'message' listener references the worker's port again.
+    this.worker.unref();
   }
 
   open(maxWindow: number): WorkerDecoder {
