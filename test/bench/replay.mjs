@@ -16,7 +16,7 @@ export const REPLAY_TARGETS = { muxVsLocalZstd: 1.0, muxVsLocalCp: 1.5, barmanVs
 const READY = 'database system is ready to accept connections';
 
 /**
- * ctx: { dir, bins, base, names, plain, zstd, key (owned by postgres), sshd?, barmanConf?, skipped: [reasons], reps,
+ * ctx: { dir, bins, base, names, plain, zstd, key (owned by postgres), sshd?, barmanConf?, skipped: [reasons], reps, barmanReps,
  *        cacheKnown, hubs: { plain, mux, muxNoCache?, muxPlain } }
  * Each walhub variant has its own walhub (own audit log, own cache), running for
  * all its runs; the hubs are handed over and stopped here when done.
@@ -46,10 +46,12 @@ export async function benchReplay(ctx) {
     // The same segments stored uncompressed: walhub's transport alone.
     muxVariant('walhub-mux-plain', `walhub, ssh ControlMaster, uncompressed archive, ${cacheOn}`, hubs.muxPlain, 'pg1plain'),
   ];
-  if (ctx.sshd && ctx.barmanConf) {
+  if (ctx.sshd && ctx.barmanConf && ctx.barmanReps > 0) {
     variants.push({
       id: 'barman',
       label: 'sshd + barman get-wal',
+      // Five times slower than the rest and far from its goal: fewer runs keep the bench short.
+      reps: Math.min(ctx.barmanReps, ctx.reps),
       command: `${ssh(ctx.sshd)} barman -c ${ctx.barmanConf} get-wal pg1 %f > %p`,
     });
   }
@@ -58,6 +60,7 @@ export async function benchReplay(ctx) {
   for (let rep = 0; rep < ctx.reps; rep++) {
     const order = variants.map((_, i) => variants[(i + rep) % variants.length]);
     for (const v of order) {
+      if (rep >= (v.reps ?? ctx.reps)) continue;
       const ms = await replayOnce(ctx, work, v, `${v.id}-${rep}`);
       runs[v.id].push(ms);
       process.stderr.write(`bench: replay ${v.id} run ${rep + 1}: ${(ms / 1000).toFixed(2)} s\n`);
@@ -78,6 +81,7 @@ export async function benchReplay(ctx) {
     first: ctx.names[0],
     last: ctx.names.at(-1),
     reps: ctx.reps,
+    barmanReps: stats.barman ? stats.barman.n : undefined,
     variants: stats,
     ratios: {
       walhubMuxVsLocalCp: stats['walhub-mux'].median / local,
@@ -150,7 +154,7 @@ function report(r) {
   ];
   return [
     `Benchmark 3: archive recovery of a base backup (pg_basebackup -X none, recovery.signal), replaying ${r.segments} real segments`,
-    `(${r.first} .. ${r.last}, ${r.walBytes / 2 ** 20} MiB of WAL); wall time from pg_ctl start to "${READY}"; ${r.reps} runs each, interleaved`,
+    `(${r.first} .. ${r.last}, ${r.walBytes / 2 ** 20} MiB of WAL); wall time from pg_ctl start to "${READY}"; ${r.reps} runs each${r.barmanReps < r.reps ? ` (Barman ${r.barmanReps})` : ''}, interleaved`,
     'each walhub variant has its own walhub, started before the first run and kept for all its runs (run 2 finds what run 1 left in the cache)',
     ...(r.cacheKnown ? [] : ['this build has no [cache] table: the cache-off row is left out (it would repeat walhub-mux)']),
     ...r.skipped.map((why) => `skipped: ${why}`),

@@ -18,7 +18,8 @@
 //
 // Knobs (environment): BENCH_ROUNDS (benchmark 1 rounds, default 15),
 // BENCH_CONSECUTIVE_ROUNDS (benchmark 2 rounds, default 5), BENCH_REPLAY_RUNS
-// (replays per variant, default 2), BENCH_SEGMENTS (at least this many segments,
+// (replays per variant, default 2), BENCH_BARMAN_RUNS (replays through Barman,
+// at most BENCH_REPLAY_RUNS, default 1: about 80 s each), BENCH_SEGMENTS (at least this many segments,
 // default 42), WALHUB_CLI (another build's dist/cli.js, to compare a change),
 // and benchmark 4's BENCH_AUDIT_LINES, BENCH_AUDIT_ROUNDS.
 // Everything runs on 127.0.0.1 and in one temp dir, and is stopped and removed at the end.
@@ -42,6 +43,7 @@ const RESULTS = join(ROOT, 'test/bench/results/latest.json');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
 const CONSECUTIVE_ROUNDS = Number(process.env.BENCH_CONSECUTIVE_ROUNDS ?? 5);
 const REPLAY_RUNS = Number(process.env.BENCH_REPLAY_RUNS ?? 2);
+const BARMAN_RUNS = Number(process.env.BENCH_BARMAN_RUNS ?? 1);
 const SEGMENTS = Math.max(40, Number(process.env.BENCH_SEGMENTS ?? 42));
 
 const say = (text = '') => process.stdout.write(`${text}\n`);
@@ -217,8 +219,9 @@ async function main() {
     cacheKnown,
     sshd,
     barmanConf,
-    skipped: barmanMissing ? [barmanMissing] : [],
+    skipped: barmanMissing ? [barmanMissing] : BARMAN_RUNS > 0 ? [] : ['sshd + barman get-wal: BENCH_BARMAN_RUNS=0'],
     reps: REPLAY_RUNS,
+    barmanReps: BARMAN_RUNS,
   });
   say();
   say(replay.text);
