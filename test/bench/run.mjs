@@ -68,7 +68,11 @@ function machineFacts() {
     barman: findProgram('barman') ? versionOf('barman', ['--version'], /^\S+/) : 'not installed',
     zstd: versionOf('zstd', ['--version'], /v\d[\d.]*\d/),
     loadAverageAtStart: loadavg()[0],
-    walhub: commit ? `${commit}${git(['status', '--porcelain', '--', 'src']) ? ' + uncommitted src changes' : ''}` : 'unknown',
+    walhub: process.env.WALHUB_CLI
+      ? `${process.env.WALHUB_CLI} (WALHUB_CLI; bench from ${commit ?? 'unknown'})`
+      : commit
+        ? `${commit}${git(['status', '--porcelain', '--', 'src']) ? ' + uncommitted src changes' : ''}`
+        : 'unknown',
   };
 }
 
