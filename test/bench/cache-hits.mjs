@@ -3,16 +3,22 @@
 // segment the cache could have held (issue 8), and nothing on a build without one.
 import { readText } from './lib.mjs';
 
-/** Counts of the request records in one audit log: { requests, hit, miss, unmarked }. */
+/**
+ * Counts of the request records in one audit log: { requests, hit, miss,
+ * unmarked, missed } (missed: the first few WAL names served as a miss).
+ */
 export async function countCacheHits(auditLog) {
-  const counts = { requests: 0, hit: 0, miss: 0, unmarked: 0 };
+  const counts = { requests: 0, hit: 0, miss: 0, unmarked: 0, missed: [] };
   for (const line of (await readText(auditLog)).split('\n')) {
     if (line === '') continue;
     const record = JSON.parse(line);
     if (record.event !== 'request') continue;
     counts.requests += 1;
     if (record.cache === 'hit') counts.hit += 1;
-    else if (record.cache === 'miss') counts.miss += 1;
+    else if (record.cache === 'miss') {
+      counts.miss += 1;
+      if (counts.missed.length < 8) counts.missed.push(record.wal);
+    }
     else counts.unmarked += 1;
   }
   return counts;
@@ -21,5 +27,6 @@ export async function countCacheHits(auditLog) {
 /** One line for the report, e.g. "48 requests: 44 cache hits, 4 misses, 0 without a cache field". */
 export function describeHits(counts) {
   if (!counts) return 'n/a';
-  return `${counts.requests} requests: ${counts.hit} cache hits, ${counts.miss} misses, ${counts.unmarked} without a cache field`;
+  const missed = counts.missed.length > 0 ? ` (missed: ${counts.missed.join(' ')}${counts.miss > counts.missed.length ? ' ...' : ''})` : '';
+  return `${counts.requests} requests: ${counts.hit} cache hits, ${counts.miss} misses${missed}, ${counts.unmarked} without a cache field`;
 }
