@@ -1,4 +1,4 @@
-// Benchmark 3 (issue 6): `walhub audit --summary` over one million request
+// Benchmark 4 (issue 6): `walhub audit --summary` over one million request
 // lines, against jq computing the same summary on the same file. Also walhub's
 // peak RSS (memory must not grow with the log).
 //
@@ -125,7 +125,7 @@ export async function benchAuditSummary(ctx) {
   const ratio = jqTimes.median / walhub.median;
   const results = { lines, bytes: size, rounds, walhubMs: walhub, jqMs: jqTimes, speedupOverJq: ratio, walhubPeakRssMiB: rssMiB, sameSummary: same };
   const text = [
-    `benchmark 3: walhub audit --summary vs jq, ${lines} request lines (${fixed(size / 2 ** 20, 0)} MiB), ${rounds} rounds, medians`,
+    `Benchmark 4: walhub audit --summary vs jq, ${lines} request lines (${fixed(size / 2 ** 20, 0)} MiB), ${rounds} rounds, medians`,
     formatTable([
       ['tool', 'median', 'min', 'max'],
       ['walhub audit --summary', `${fixed(walhub.median / 1000, 2)} s`, `${fixed(walhub.min / 1000, 2)} s`, `${fixed(walhub.max / 1000, 2)} s`],

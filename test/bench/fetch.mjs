@@ -1,34 +1,38 @@
-// Benchmark 1 (issue 2): wall time of fetching one 16 MiB zstd-compressed WAL
-// segment with the OpenSSH client, walhub vs sshd running `zstd -dc FILE`,
-// fresh connections and ControlMaster, interleaved; then walhub's peak RSS
-// while it serves 16 streams at once.
+// Benchmark 1 (issues 2 and 8): wall time of fetching one 16 MiB zstd-compressed
+// WAL segment cold (walhub's cache off: every fetch decodes the file) with the
+// OpenSSH client, walhub vs sshd running `zstd -dc FILE`, fresh connections and
+// ControlMaster, interleaved; then walhub's peak RSS while it serves 16 streams
+// at once, with the cache off and on.
 import { spawn } from 'node:child_process';
 import { closeSync, openSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256File, SEGMENT_SIZE } from './archive.mjs';
-import { fixed, formatTable, summarize, timeRun, verdict } from './lib.mjs';
+import { countCacheHits, describeHits } from './cache-hits.mjs';
+import { fixed, formatTable, sleep, summarize, timeRun, verdict } from './lib.mjs';
 import { describeConnection, sshArgs, startMaster } from './servers.mjs';
 
-export const FETCH_TARGETS = { freshRatio: 0.75, muxRatio: 1.0, rssMiB: 150 };
+export const FETCH_TARGETS = { freshRatio: 0.75, coldMuxRatio: 0.9, rssMiB: 150 };
 const CONCURRENT_STREAMS = 16;
 const PROFILE_RUNS = 5;
+const RSS_SETTLE_MS = 1000;
 
 /**
  * ctx: { dir, key, segment: { name, plainPath, zstdBytes }, streamNames, sparse: { name, zstdBytes },
- *        startHub(), sshd?, sshdMissing?, rounds }
+ *        startHub({ name, cache }), cacheOn, cacheOff, cacheKnown, cacheBudgetMiB, sshd?, sshdMissing?, rounds }
  * Returns the JSON-able results and the text report.
  */
 export async function benchFetch(ctx) {
   const { dir, key, segment, rounds } = ctx;
   const command = `get-wal pg1 ${segment.name}`;
   const expected = await sha256File(segment.plainPath);
-  const hub = await ctx.startHub();
+  const hub = await ctx.startHub({ name: 'fetch-cold', cache: ctx.cacheOff });
+  const cold = ctx.cacheKnown ? 'cold ([cache] memory = 0)' : 'cold (no cache in this build)';
   const mux = (name) => ['-o', `ControlPath=${join(dir, `${name}.sock`)}`, '-o', 'ControlMaster=no'];
 
   const variants = [
-    { id: 'a', label: 'walhub, fresh connection', target: hub, extra: [] },
-    { id: 'b', label: 'walhub, ControlMaster', target: hub, extra: mux('walhub'), master: 'walhub' },
+    { id: 'a', label: `walhub, fresh connection, ${cold}`, target: hub, extra: [] },
+    { id: 'b', label: `walhub, ControlMaster, ${cold}`, target: hub, extra: mux('walhub'), master: 'walhub' },
   ];
   if (ctx.sshd) {
     variants.push(
@@ -76,9 +80,12 @@ export async function benchFetch(ctx) {
     if (ctx.sshd) algorithms.sshd = await describeConnection(ctx.sshd, key, command);
     for (const stop of stopMasters) await stop();
     await hub.stop();
+    const coldCache = await countCacheHits(hub.auditLog);
 
-    const rss = await measureRss(ctx, key, ctx.streamNames.slice(0, CONCURRENT_STREAMS));
-    const rssSparse = await measureRss(ctx, key, Array(CONCURRENT_STREAMS).fill(ctx.sparse.name));
+    const streams = ctx.streamNames.slice(0, CONCURRENT_STREAMS);
+    const rss = await measureRss(ctx, key, streams, { name: 'rss-nocache', cache: ctx.cacheOff });
+    const rssSparse = await measureRss(ctx, key, Array(CONCURRENT_STREAMS).fill(ctx.sparse.name), { name: 'rss-nocache', cache: ctx.cacheOff });
+    const rssCache = await measureRss(ctx, key, streams, { name: 'rss-cache', cache: ctx.cacheOn });
     const stats = Object.fromEntries(variants.map((v) => [v.id, { label: v.label, ...summarize(times[v.id]), samples: times[v.id] }]));
     const ratio = (x, y) => (stats[x] && stats[y] ? stats[x].median / stats[y].median : undefined);
     const results = {
@@ -86,9 +93,12 @@ export async function benchFetch(ctx) {
       rounds,
       command: `ssh ${sshArgs({ port: 'PORT', knownHosts: 'KNOWN_HOSTS', user: 'walhub' }, { path: 'KEY' }).join(' ')} ${command} > /dev/null`,
       variants: stats,
-      ratios: { fresh: ratio('a', 'c'), multiplexed: ratio('b', 'd') },
+      ratios: { fresh: ratio('a', 'c'), coldMultiplexed: ratio('b', 'd') },
+      cacheKnown: ctx.cacheKnown,
+      cache: { cold: coldCache, rssCache: rssCache.cache },
       rss,
       rssSparse: { ...rssSparse, segment: ctx.sparse },
+      rssCache: { ...rssCache, budgetMiB: ctx.cacheBudgetMiB },
       walhubCpuMsPerFetch: cpuPerFetch,
       profile,
       algorithms,
@@ -102,16 +112,19 @@ export async function benchFetch(ctx) {
 }
 
 /** Fetches of `names`, all at once, from a freshly started walhub; VmHWM is the peak RSS of its whole life. */
-async function measureRss(ctx, key, names) {
-  const hub = await ctx.startHub();
+async function measureRss(ctx, key, names, profile) {
+  const hub = await ctx.startHub(profile);
+  let measured;
   try {
     const idle = await readStatus(hub.pid);
     const t0 = Date.now();
     const results = await Promise.all(names.map((name) => timeRun('ssh', [...sshArgs(hub, key), `get-wal pg1 ${name}`])));
     const wallMs = Date.now() - t0;
+    // Readahead may still be decoding after the last stream ended: its memory counts too.
+    await sleep(RSS_SETTLE_MS);
     const after = await readStatus(hub.pid);
     const failed = results.filter((r) => r.status !== 0);
-    return {
+    measured = {
       streams: results.length,
       failed: failed.length,
       failures: [...new Set(failed.map((r) => `exit ${r.status}: ${r.stderr.split('\n')[0]}`))],
@@ -122,9 +135,11 @@ async function measureRss(ctx, key, names) {
   } finally {
     await hub.stop();
   }
+  // Read after the stop: the audit writer flushes on shutdown.
+  return { ...measured, cache: await countCacheHits(hub.auditLog) };
 }
 
-function fetchToFile(args, command, path) {
+export function fetchToFile(args, command, path) {
   const fd = openSync(path, 'w');
   return new Promise((resolve, reject) => {
     const child = spawn('ssh', [...args, command], { stdio: ['ignore', fd, 'inherit'] });
@@ -175,15 +190,22 @@ function report(r) {
   for (const [id, s] of Object.entries(r.variants)) rows.push([`${id}  ${s.label}`, ms(s.median), ms(s.p90), ms(s.min), ms(s.max)]);
   const t = FETCH_TARGETS;
   const x = (v) => (v === undefined ? 'n/a' : `${fixed(v, 2)}x`);
-  const { rss, rssSparse } = r;
-  const rssVerdict = (m) => (m.failed ? 'MISS' : verdict(m.peakRssMiB, t.rssMiB - 1e-9));
+  const { rss, rssSparse, rssCache } = r;
+  const rssVerdict = (m, limit = t.rssMiB) => (m.failed ? 'MISS' : verdict(m.peakRssMiB, limit - 1e-9));
+  const cacheLimit = rssCache.budgetMiB + t.rssMiB;
   const sparseLabel = `${fixed(rssSparse.segment.zstdBytes / 1024)} KiB stored`;
   const targets = [
     ['target', 'measured', 'goal', 'result'],
     ['fresh connection: walhub / sshd (a/c)', x(r.ratios.fresh), `<= ${t.freshRatio.toFixed(2)}x`, verdict(r.ratios.fresh, t.freshRatio)],
-    ['multiplexed: walhub / sshd (b/d)', x(r.ratios.multiplexed), `<= ${t.muxRatio.toFixed(2)}x`, verdict(r.ratios.multiplexed, t.muxRatio)],
-    [`walhub peak RSS, ${rss.streams} streams at once (e)`, `${fixed(rss.peakRssMiB)} MiB`, `< ${t.rssMiB} MiB`, rssVerdict(rss)],
+    ['cold fetch, ControlMaster: walhub / sshd + zstd -dc (b/d)', x(r.ratios.coldMultiplexed), `<= ${t.coldMuxRatio.toFixed(2)}x`, verdict(r.ratios.coldMultiplexed, t.coldMuxRatio)],
+    [`walhub peak RSS, ${rss.streams} streams at once, cache off (e)`, `${fixed(rss.peakRssMiB)} MiB`, `< ${t.rssMiB} MiB`, rssVerdict(rss)],
     [`  same, one sparse segment x${rssSparse.streams} (${sparseLabel})`, `${fixed(rssSparse.peakRssMiB)} MiB`, `< ${t.rssMiB} MiB`, rssVerdict(rssSparse)],
+    [
+      `walhub peak RSS, ${rssCache.streams} streams at once, cache on${r.cacheKnown ? ` (${rssCache.budgetMiB} MiB budget)` : ' (cache not in this build)'} (f)`,
+      `${fixed(rssCache.peakRssMiB)} MiB`,
+      `< ${cacheLimit} MiB`,
+      rssVerdict(rssCache, cacheLimit),
+    ],
   ];
   const prof = [['variant', 'first byte', 'rest of file', 'rate after first byte']];
   for (const [id, p] of Object.entries(r.profile)) prof.push([`${id}  ${r.variants[id].label}`, ms(p.ttfbMs), ms(p.afterFirstByteMs), `${fixed(p.mibPerS, 0)} MiB/s`]);
@@ -200,10 +222,12 @@ function report(r) {
     formatTable(rows),
     '',
     formatTable(targets),
-    ...[rss, rssSparse].filter((m) => m.failed).map((m) => `  ${m.failed} of ${m.streams} concurrent fetches failed: ${m.failures.join('; ')}`),
-    `  RSS runs: a freshly started walhub each, default limits but per_source_max_startups 32 and max_transfers_per_key 16.`,
+    ...[rss, rssSparse, rssCache].filter((m) => m.failed).map((m) => `  ${m.failed} of ${m.streams} concurrent fetches failed: ${m.failures.join('; ')}`),
+    `  RSS runs: a freshly started walhub each, default limits but per_source_max_startups 32 and max_transfers_per_key 16; VmHWM read ${RSS_SETTLE_MS} ms after the last stream ended.`,
     `  (e): ${rss.streams} different full segments; walhub's RSS was ${fixed(rss.idleRssMiB)} MiB idle after start; the fetches took ${rss.wallMs} ms together.`,
     `  sparse: ${rssSparse.segment.name}, closed early by a WAL switch (as archive_timeout makes them), decodes to 16 MiB.`,
+    `  (f): the same ${rssCache.streams} segments as (e), walhub with the cache at its defaults; goal: the cache budget plus ${t.rssMiB} MiB.`,
+    `cache use, from the audit logs: a and b (cold hub): ${describeHits(r.cache.cold)}; (f): ${describeHits(r.cache.rssCache)}`,
     '',
     'Profile (5 fetches each through a pipe, medians):',
     formatTable(prof),

@@ -1,13 +1,28 @@
 // `npm run bench`: builds real WAL with PostgreSQL, then runs
-//   1. fetch.mjs  — one 16 MiB zstd segment through the OpenSSH client, walhub vs sshd (issue 2)
-//   2. replay.mjs — archive recovery through walhub, Barman over sshd, and a local copy (issue 3)
-//   3. audit-summary.mjs — walhub audit --summary vs jq over a million request lines (issue 6;
+//   1. fetch.mjs — one 16 MiB zstd segment fetched cold (walhub's cache off) through the
+//      OpenSSH client, walhub vs sshd + zstd -dc, fresh and ControlMaster (issues 2, 8);
+//      walhub's peak RSS serving 16 streams at once, cache off and on
+//   2. consecutive.mjs — 16 consecutive segments through a ControlMaster, walhub (cache on
+//      and off) vs sshd + cat of the decompressed files and sshd + zstd -dc (issue 8)
+//   3. replay.mjs — archive recovery through walhub (cache on and off), Barman over sshd,
+//      and a local copy (issues 3, 8)
+//   4. audit-summary.mjs — walhub audit --summary vs jq over a million request lines (issue 6;
 //      also runs on its own: node test/bench/audit-summary.mjs)
-// prints a plain-text report and writes it as JSON to test/bench/results/latest.json.
+// then the issue 8 targets side by side, and how many requests each walhub
+// served from its cache (from its audit log). Prints a plain-text report and
+// writes it as JSON to test/bench/results/latest.json.
 //
-// Knobs (environment): BENCH_ROUNDS (fetch rounds, default 15), BENCH_REPLAY_RUNS
-// (replays per variant, default 2), BENCH_SEGMENTS (at least this many segments,
-// default 42), WALHUB_CLI (another build's dist/cli.js, to compare a change).
+// The build under test may not know the [cache] table yet (checked with
+// `walhub check`): then the cache-on variants run walhub as it is, labelled
+// "cache not in this build", and the cache-off rows that would repeat them are left out.
+//
+// Knobs (environment): BENCH_ROUNDS (benchmark 1 rounds, default 15),
+// BENCH_CONSECUTIVE_ROUNDS (benchmark 2 rounds, default 5), BENCH_REPLAY_RUNS
+// (replays per variant, default 2), BENCH_BARMAN_RUNS (replays through Barman,
+// at most BENCH_REPLAY_RUNS, default 1: about 80 s each), BENCH_SEGMENTS (at
+// least this many segments, default 42), WALHUB_CLI (another build's
+// dist/cli.js, to compare a change), and benchmark 4's BENCH_AUDIT_LINES and
+// BENCH_AUDIT_ROUNDS. A whole run takes about 10 minutes on 2 cores.
 // Everything runs on 127.0.0.1 and in one temp dir, and is stopped and removed at the end.
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
@@ -17,15 +32,19 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildArchive, compressArchive, findPostgres, linkPlainLayout } from './archive.mjs';
 import { benchAuditSummary } from './audit-summary.mjs';
-import { benchFetch } from './fetch.mjs';
-import { benchReplay } from './replay.mjs';
-import { findProgram, findUser, isRoot, makeDir, makeTempDir, pgUser, runCleanups } from './lib.mjs';
-import { makeClientKey, startSshd, startWalhub } from './servers.mjs';
+import { describeHits } from './cache-hits.mjs';
+import { benchConsecutive, CONSECUTIVE_TARGETS, WINDOW, writeServeScript } from './consecutive.mjs';
+import { benchFetch, FETCH_TARGETS } from './fetch.mjs';
+import { benchReplay, REPLAY_TARGETS } from './replay.mjs';
+import { findProgram, findUser, fixed, formatTable, isRoot, makeDir, makeTempDir, pgUser, runCleanups, verdict } from './lib.mjs';
+import { buildKnowsCache, CACHE_DEFAULTS, CACHE_OFF, makeClientKey, startSshd, startWalhub } from './servers.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = join(ROOT, 'test/bench/results/latest.json');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const CONSECUTIVE_ROUNDS = Number(process.env.BENCH_CONSECUTIVE_ROUNDS ?? 5);
 const REPLAY_RUNS = Number(process.env.BENCH_REPLAY_RUNS ?? 2);
+const BARMAN_RUNS = Number(process.env.BENCH_BARMAN_RUNS ?? 1);
 const SEGMENTS = Math.max(40, Number(process.env.BENCH_SEGMENTS ?? 42));
 
 const say = (text = '') => process.stdout.write(`${text}\n`);
@@ -50,7 +69,11 @@ function machineFacts() {
     barman: findProgram('barman') ? versionOf('barman', ['--version'], /^\S+/) : 'not installed',
     zstd: versionOf('zstd', ['--version'], /v\d[\d.]*\d/),
     loadAverageAtStart: loadavg()[0],
-    walhub: commit ? `${commit}${git(['status', '--porcelain', '--', 'src']) ? ' + uncommitted src changes' : ''}` : 'unknown',
+    walhub: process.env.WALHUB_CLI
+      ? `${process.env.WALHUB_CLI} (WALHUB_CLI; bench from ${commit ?? 'unknown'})`
+      : commit
+        ? `${commit}${git(['status', '--porcelain', '--', 'src']) ? ' + uncommitted src changes' : ''}`
+        : 'unknown',
   };
 }
 
@@ -78,6 +101,14 @@ async function main() {
   else if (sshdMissing) barmanMissing = `Barman is reached over OpenSSH: ${sshdMissing}`;
 
   const dir = await makeTempDir('walhub-bench-');
+  const cli = process.env.WALHUB_CLI;
+  const cacheKnown = await buildKnowsCache(await makeDir(join(dir, 'cache-check')), ...(cli ? [cli] : []));
+  // Budget of the cache at its defaults, for the RSS goal (budget + 150 MiB).
+  const cacheBudgetMiB = parseInt(CACHE_DEFAULTS.memory, 10);
+  // Without a cache in the build, no [cache] table at all: it would be refused as unknown.
+  const cacheOn = undefined;
+  const cacheOff = cacheKnown ? CACHE_OFF : undefined;
+  say(`readahead cache: ${cacheKnown ? `in this build; "cache on" is its defaults (${CACHE_DEFAULTS.memory}, readahead ${CACHE_DEFAULTS.readahead}), "cache off" is [cache] memory = 0` : 'NOT in this build (walhub check refuses [cache]): cache-on variants run walhub as it is'}`);
   progress(`building a WAL archive of at least ${SEGMENTS} segments with PostgreSQL in ${dir}`);
   const archive = await buildArchive(dir, { bins: pg.bins, segments: SEGMENTS });
   const layout = await compressArchive(dir, archive.plain, archive.names, isRoot ? barmanUser : undefined);
@@ -86,6 +117,9 @@ async function main() {
   const keyDir = await makeDir(join(dir, 'keys'));
   const fetchKey = await makeClientKey(keyDir, 'bench-fetch');
   const replayKey = await makeClientKey(keyDir, 'bench-replay', pgUser);
+  // Benchmark 2's sshd side: one key per forced command.
+  const catKey = await makeClientKey(keyDir, 'bench-cat');
+  const zstdKey = await makeClientKey(keyDir, 'bench-zstd');
   // A full segment from the middle of the run: real rows, not the backup's start.
   const segmentName = archive.names[Math.floor(archive.names.length / 2)];
   const segment = { name: segmentName, plainPath: join(archive.plain, segmentName), zstdPath: join(layout.zstd, segmentName) };
@@ -93,29 +127,37 @@ async function main() {
 
   let sshd;
   if (!sshdMissing) {
+    const sshdDir = await makeDir(join(dir, 'sshd'));
+    const catScript = await writeServeScript(join(sshdDir, 'serve-cat.sh'), 'cat', archive.plain);
+    const zstdScript = await writeServeScript(join(sshdDir, 'serve-zstd.sh'), 'zstd', layout.zstd);
     sshd = await startSshd({
-      dir: await makeDir(join(dir, 'sshd')),
+      dir: sshdDir,
       // The fetch key runs sshd's side of benchmark 1 as a forced command; the
-      // replay key runs whatever restore_command sends (barman get-wal ...).
+      // cat and zstd keys benchmark 2's; the replay key runs whatever
+      // restore_command sends (barman get-wal ...).
       authorizedKeys: [
         { options: `command="zstd -dc ${segment.zstdPath}"`, key: fetchKey.publicLine },
+        { options: `command="${catScript}"`, key: catKey.publicLine },
+        { options: `command="${zstdScript}"`, key: zstdKey.publicLine },
         { key: replayKey.publicLine },
       ],
     });
   }
-  const hubDir = await makeDir(join(dir, 'walhub'));
   const plainServerDir = await linkPlainLayout(dir, archive.plain, archive.names);
-  const startHub = (moreToml = '') =>
+  // One directory per walhub configuration (host key, config, audit log): hubs
+  // of different variants may run at once, and each audit log counts one variant.
+  const startHub = async ({ name, cache }) =>
     startWalhub({
-      dir: hubDir,
+      dir: await makeDir(join(dir, `walhub-${name}`)),
+      cache,
       archive: layout.barmanHome,
       authorizedKeys: [`servers="pg1" ${fetchKey.publicLine}`, `servers="pg1,pg1plain" ${replayKey.publicLine}`],
       // The same segments uncompressed: walhub's transport without zstd decoding.
       // 16 streams at once from one key on one host: above the defaults for one
       // host (10 logins at once) and one key (8 transfers), which guard against
       // exactly that from a stranger; raised here so every stream is served.
-      extraToml: `[servers.pg1plain]\npath = ${JSON.stringify(plainServerDir)}\n[limits]\nper_source_max_startups = 32\nmax_transfers_per_key = 16\n${moreToml}`,
-      ...(process.env.WALHUB_CLI ? { cli: process.env.WALHUB_CLI } : {}),
+      extraToml: `[servers.pg1plain]\npath = ${JSON.stringify(plainServerDir)}\n[limits]\nper_source_max_startups = 32\nmax_transfers_per_key = 16\n`,
+      ...(cli ? { cli } : {}),
     });
 
   progress('benchmark 1: fetch');
@@ -129,14 +171,45 @@ async function main() {
     sparse: smallestSegment(archive.names, layout.zstd),
     rounds: ROUNDS,
     startHub,
+    cacheOn,
+    cacheOff,
+    cacheKnown,
+    cacheBudgetMiB,
     sshd,
     sshdMissing,
   });
   say();
   say(fetch.text);
 
-  progress('benchmark 2: replay');
-  const hub = await startHub();
+  progress('benchmark 2: consecutive segments');
+  const middle = Math.floor(archive.names.length / 2);
+  const consecutive = await benchConsecutive({
+    dir: await makeDir(join(dir, 'consecutive')),
+    // Full segments from the middle of the run, well before the last one (the warm-up fetch).
+    names: archive.names.slice(middle - WINDOW / 2, middle + WINDOW / 2),
+    plainDir: archive.plain,
+    warmName: archive.names.at(-1),
+    rounds: CONSECUTIVE_ROUNDS,
+    cacheKnown,
+    cacheOn,
+    cacheOff,
+    startHub,
+    walhubKey: fetchKey,
+    sshd,
+    sshdMissing,
+    catKey,
+    zstdKey,
+  });
+  say();
+  say(consecutive.text);
+
+  progress('benchmark 3: replay');
+  const hubs = {
+    plain: await startHub({ name: 'replay-plain', cache: cacheOn }),
+    mux: await startHub({ name: 'replay-mux', cache: cacheOn }),
+    ...(cacheKnown ? { muxNoCache: await startHub({ name: 'replay-mux-nocache', cache: cacheOff }) } : {}),
+    muxPlain: await startHub({ name: 'replay-mux-plain', cache: cacheOn }),
+  };
   let barmanConf;
   if (!barmanMissing) barmanConf = await writeBarmanConf(dir, layout.barmanHome, barmanUser);
   const replay = await benchReplay({
@@ -147,28 +220,80 @@ async function main() {
     plain: archive.plain,
     zstd: layout.zstd,
     key: replayKey,
-    hub,
+    hubs,
+    cacheKnown,
     sshd,
     barmanConf,
-    skipped: barmanMissing ? [barmanMissing] : [],
+    skipped: barmanMissing ? [barmanMissing] : BARMAN_RUNS > 0 ? [] : ['sshd + barman get-wal: BENCH_BARMAN_RUNS=0'],
     reps: REPLAY_RUNS,
+    barmanReps: BARMAN_RUNS,
   });
-  await hub.stop();
   say();
   say(replay.text);
 
-  progress('benchmark 3: audit summary');
+  progress('benchmark 4: audit summary');
   const audit = await benchAuditSummary({ dir: await makeDir(join(dir, 'audit')) });
   say();
   say(audit.text);
+
+  const targets = issue8Targets({ cacheKnown, fetch: fetch.results, consecutive: consecutive.results, replay: replay.results });
+  say();
+  say(targets.text);
 
   const runtimeS = (Date.now() - startedAt) / 1000;
   say();
   say(`total bench time: ${runtimeS.toFixed(0)} s (building the archive included); load average ${loadavg()[0].toFixed(2)} at the end`);
   await mkdir(join(ROOT, 'test/bench/results'), { recursive: true });
-  const json = { date: new Date(startedAt).toISOString(), command: 'npm run bench', machine, runtimeS, fetch: fetch.results, replay: replay.results, audit: audit.results };
+  const json = {
+    date: new Date(startedAt).toISOString(),
+    command: 'npm run bench',
+    machine,
+    runtimeS,
+    cacheKnown,
+    issue8: targets.results,
+    fetch: fetch.results,
+    consecutive: consecutive.results,
+    replay: replay.results,
+    audit: audit.results,
+  };
   await writeFile(RESULTS, `${JSON.stringify(json, null, 2)}\n`);
   say(`results written to ${RESULTS.slice(ROOT.length)}`);
+}
+
+/** The issue 8 targets side by side, each from the benchmark that measured it, and each walhub's cache use. */
+function issue8Targets({ cacheKnown, fetch, consecutive, replay }) {
+  const x = (v) => (v === undefined ? 'n/a' : `${fixed(v, 2)}x`);
+  const mib = (m) => `${fixed(m.peakRssMiB)} MiB`;
+  const on = cacheKnown ? 'cache on' : 'cache not in this build';
+  const rssLimitCache = fetch.rssCache.budgetMiB + FETCH_TARGETS.rssMiB;
+  const rows = [
+    { target: `16 consecutive segments, ControlMaster, ${on}: walhub / sshd cat (2)`, measured: consecutive.ratios.walhubCacheVsSshdCat, goal: CONSECUTIVE_TARGETS.walhubVsSshdCat, show: x },
+    { target: 'single cold fetch, ControlMaster: walhub / sshd + zstd -dc (1 b/d)', measured: fetch.ratios.coldMultiplexed, goal: FETCH_TARGETS.coldMuxRatio, show: x },
+    { target: `replay, ControlMaster, ${on}: walhub / local zstd -dc (3)`, measured: replay.ratios.walhubMuxVsLocalZstd, goal: REPLAY_TARGETS.muxVsLocalZstd, show: x },
+    { target: `replay, ControlMaster, ${on}: walhub / local cp (3)`, measured: replay.ratios.walhubMuxVsLocalCp, goal: REPLAY_TARGETS.muxVsLocalCp, show: x },
+    { target: 'peak RSS, 16 streams at once, cache off (1 e)', measured: fetch.rss.failed ? NaN : fetch.rss.peakRssMiB, goal: FETCH_TARGETS.rssMiB, show: () => mib(fetch.rss), below: true },
+    { target: `peak RSS, 16 streams at once, ${on} (1 f)`, measured: fetch.rssCache.failed ? NaN : fetch.rssCache.peakRssMiB, goal: rssLimitCache, show: () => mib(fetch.rssCache), below: true },
+  ];
+  const table = [['issue 8 target (benchmark)', 'measured', 'goal', 'result']];
+  for (const r of rows) {
+    const result = Number.isNaN(r.measured) ? 'MISS' : verdict(r.measured, r.below ? r.goal - 1e-9 : r.goal);
+    table.push([r.target, r.show(r.measured), r.below ? `< ${r.goal} MiB` : `<= ${r.goal.toFixed(2)}x`, result]);
+    r.result = result;
+  }
+  const cache = {
+    'fetch a+b (cold)': fetch.cache.cold,
+    'fetch f (RSS, cache on)': fetch.cache.rssCache,
+    ...Object.fromEntries(Object.entries(consecutive.cache).map(([id, c]) => [`consecutive ${id}`, c])),
+    ...Object.fromEntries(Object.entries(replay.cache).map(([id, c]) => [`replay ${id}`, c])),
+  };
+  const text = [
+    `Issue 8 targets, side by side from this run (readahead cache ${cacheKnown ? 'in this build' : 'NOT in this build'}):`,
+    formatTable(table),
+    '',
+    'cache hits per walhub variant, from its audit log:',
+    ...Object.entries(cache).map(([id, c]) => `  ${id}: ${describeHits(c)}`),
+  ].join('\n');
+  return { text, results: { rows: rows.map(({ target, measured, goal, result }) => ({ target, measured, goal, result })), cache } };
 }
 
 function smallestSegment(names, zstdDir) {

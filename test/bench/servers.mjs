@@ -17,12 +17,47 @@ export async function makeClientKey(dir, name, owner) {
   return { path, publicLine: (await readFile(`${path}.pub`, 'utf8')).trim() };
 }
 
+/** The readahead cache as walhub ships it (issue 8): on by default, 256 MiB, 4 segments ahead. */
+export const CACHE_DEFAULTS = { memory: '256MiB', readahead: 4 };
+/** The cache turned off: nothing read ahead, nothing kept, every fetch cold. */
+export const CACHE_OFF = { memory: 0 };
+
+/** A `[cache]` table for walhub.toml: undefined writes none (the build's defaults). */
+export function cacheToml(cache) {
+  if (!cache) return '';
+  return ['[cache]', ...Object.entries(cache).map(([k, v]) => `${k} = ${JSON.stringify(v)}`), ''].join('\n');
+}
+
+/**
+ * Whether a walhub build knows the `[cache]` table: `walhub check` on a config
+ * with the table that turns it off. Resolves true, or false when the build
+ * rejects `cache` as an unknown key; any other failure is a broken bench.
+ */
+export async function buildKnowsCache(dir, cli = CLI) {
+  await makeDir(join(dir, 'archive'));
+  await writeFile(join(dir, 'authorized_keys'), '', { mode: 0o600 });
+  const config = join(dir, 'walhub.toml');
+  await writeFile(
+    config,
+    ['user = "walhub"', 'host_keys = ["ssh_host_ed25519_key"]', 'authorized_keys = "authorized_keys"', 'archive = "archive"', 'audit_log = "audit.log"', cacheToml(CACHE_OFF)].join('\n'),
+  );
+  const answer = await run(process.execPath, [cli, 'check', '--config', config]).then(
+    () => '',
+    (error) => error.message,
+  );
+  if (answer === '') return true;
+  if (/\bcache: unknown key\b/.test(answer)) return false;
+  throw new Error(`walhub check on a config with [cache] failed for another reason: ${answer}`);
+}
+
 /**
  * `walhub serve` on 127.0.0.1, port 0 read back from its log. Every start in
- * the same `dir` reuses the host key walhub created the first time.
- * Resolves { pid, port, knownHosts, stop() }.
+ * the same `dir` reuses the host key walhub created the first time and appends
+ * to the same audit log (dir/audit.log). `cache`: the [cache] settings, or
+ * undefined for none written.
+ * Resolves { pid, port, knownHosts, auditLog, stop() }.
  */
-export async function startWalhub({ dir, archive, authorizedKeys, extraToml = '', cli = CLI }) {
+export async function startWalhub({ dir, archive, authorizedKeys, extraToml = '', cache, cli = CLI }) {
   await writeFile(join(dir, 'authorized_keys'), authorizedKeys.map((l) => `${l}\n`).join(''), { mode: 0o600 });
   const config = join(dir, 'walhub.toml');
   await writeFile(
@@ -35,6 +70,7 @@ export async function startWalhub({ dir, archive, authorizedKeys, extraToml = ''
       `archive = ${JSON.stringify(archive)}`,
       'audit_log = "audit.log"',
       extraToml,
+      cacheToml(cache),
     ].join('\n'),
   );
   const child = start(process.execPath, [cli, 'serve', '--config', config]);
@@ -70,7 +106,7 @@ export async function startWalhub({ dir, archive, authorizedKeys, extraToml = ''
   const hostLine = await waitUntil('walhub known_hosts line', () => find((l) => typeof l.known_hosts === 'string'));
   const knownHosts = join(dir, 'known_hosts');
   await writeFile(knownHosts, `${hostLine.known_hosts}\n`, { mode: 0o644 });
-  return { pid: child.pid, port: listening.port, knownHosts, user: 'walhub', lines, stop };
+  return { pid: child.pid, port: listening.port, knownHosts, user: 'walhub', auditLog: join(dir, 'audit.log'), lines, stop };
 }
 
 /**
