@@ -21,8 +21,16 @@ export interface ReadaheadOptions {
   readonly depth: number;
   readonly decoders: DecoderTable;
   readonly limits: ArchiveLimits;
-  /** get-wal transfers running now: readahead gives way to them. */
-  readonly requestsActive: () => number;
+  /** get-wal transfers running now: in all, and those reading (decoding) from the archive. */
+  readonly requestsActive: () => { readonly all: number; readonly fromArchive: number };
+  /**
+   * Readahead pauses while a request decodes from the archive (it would share
+   * the decoders with it), or while this many requests stream from memory:
+   * they then have every core. Below that, a spare core decodes (the zstd
+   * worker, zlib's thread pool, the bzip2/xz/lz4 programs) while the event
+   * loop sends, which is what readahead is for.
+   */
+  readonly busyAt: number;
   readonly log: Pick<Logger, 'debug' | 'info' | 'warn'>;
 }
 
@@ -128,6 +136,15 @@ export class Readahead {
     this.cache.clear();
   }
 
+  private isSuperseded(chain: Chain): boolean {
+    return this.queue.some((c) => c.client === chain.client && c.serverDir === chain.serverDir);
+  }
+
+  private isBusy(): boolean {
+    const active = this.options.requestsActive();
+    return active.fromArchive > 0 || active.all >= this.options.busyAt;
+  }
+
   private dropped(key: string): undefined {
     this.cache.drop(key);
     return undefined;
@@ -140,8 +157,9 @@ export class Readahead {
   private async follow(chain: Chain): Promise<void> {
     let wal = chain.from;
     for (let step = 0; step < this.options.depth; step++) {
-      // A client gone gets no more work done for it.
-      if (this.stopper.signal.aborted || chain.client.aborted) return;
+      // A client gone gets no more work done for it; one that asked for another
+      // segment since has a newer chain queued, from where it is now.
+      if (this.stopper.signal.aborted || chain.client.aborted || this.isSuperseded(chain)) return;
       const next = nextSegment(wal, chain.segmentSize);
       if (!next) return;
       wal = next;
@@ -183,7 +201,7 @@ export class Readahead {
       opened = await openWal(chain.serverDir, wal, false, this.options.decoders, this.options.limits, { autoClose: false });
       const before = await readFileIdentity(opened.handle, opened.relative);
       const collector = new ChunkCollector(reservation.bytes);
-      const gate = new YieldGate(() => this.waiting === 0 && this.options.requestsActive() > 0, signal);
+      const gate = new YieldGate(() => this.waiting === 0 && this.isBusy(), signal);
       const stages = [opened.file, gate, ...(opened.decoder ? [opened.decoder] : []), opened.verifier, collector];
       stages.forEach((stage, index) => stage.once('error', () => (failedStage ??= index)));
       await pipeline(stages, { signal });

@@ -28,8 +28,15 @@ export type FromWorker =
 /** Compressed input a stream may have handed over: two of the file stream's chunks, one decoding while the next is read. */
 const INPUT_SLOTS = 2;
 const INPUT_SLOT_BYTES = 128 * 1024;
-/** Decoded chunks a stream may have in flight: 512 KiB, about what the file and verifier stages hold together. */
-const OUTPUT_SLOTS = 4;
+/**
+ * Decoded chunks a stream may have in flight: 768 KiB. Slots larger than the
+ * in-process decoder's chunks, as each costs two messages between threads
+ * and a pass through the send path (the packets of one chunk go down in one writev).
+ */
+const OUTPUT_SLOTS = 3;
+const OUTPUT_SLOT_BYTES = 2 * ZSTD_OUTPUT_CHUNK;
+/** Slots given back together, so that a steady stream costs one credit message per two chunks. */
+const GIVE_BACK_AT = 2;
 
 /**
  * zstd decoding in worker threads: decoding (about 50 ms of CPU per 16 MiB
@@ -107,7 +114,7 @@ class PoolWorker {
  */
 class WorkerDecoder extends Duplex {
   private readonly input = new SharedArrayBuffer(INPUT_SLOTS * INPUT_SLOT_BYTES);
-  private readonly output = new SharedArrayBuffer(OUTPUT_SLOTS * ZSTD_OUTPUT_CHUNK);
+  private readonly output = new SharedArrayBuffer(OUTPUT_SLOTS * OUTPUT_SLOT_BYTES);
   private readonly freeInputs = Array.from({ length: INPUT_SLOTS }, (_, i) => i);
   /** Output slots this side holds, to give back when the reader wants more. */
   private readonly returnable = Array.from({ length: OUTPUT_SLOTS }, (_, i) => i);
@@ -120,16 +127,16 @@ class WorkerDecoder extends Duplex {
     private readonly release: () => void,
     maxWindow: number,
   ) {
-    super({ readableHighWaterMark: OUTPUT_SLOTS * ZSTD_OUTPUT_CHUNK, writableHighWaterMark: 0 });
+    super({ readableHighWaterMark: OUTPUT_SLOTS * OUTPUT_SLOT_BYTES, writableHighWaterMark: 0 });
     const { input, output } = this;
     post({ type: 'open', id, maxWindow, input, inputSlots: INPUT_SLOTS, output, outputSlots: OUTPUT_SLOTS });
   }
 
   receive(message: FromWorker): void {
     if (message.type === 'output') {
-      const chunk = Buffer.from(new Uint8Array(this.output, message.slot * ZSTD_OUTPUT_CHUNK, message.length));
+      const chunk = Buffer.from(new Uint8Array(this.output, message.slot * OUTPUT_SLOT_BYTES, message.length));
       this.returnable.push(message.slot);
-      if (this.push(chunk)) this.giveBack();
+      if (this.push(chunk) && this.returnable.length >= GIVE_BACK_AT) this.giveBack();
     } else if (message.type === 'took') {
       this.freeInputs.push(message.slot);
       const waiting = this.waitingForInputSlot;

@@ -1,4 +1,5 @@
 import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { createAuditLog, type AuditConsumer } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
@@ -78,7 +79,15 @@ export async function runServe(args: string[]): Promise<CliResult> {
     const { memory, readahead: depth } = config.cache;
     const readahead =
       memory > 0 && depth > 0
-        ? new Readahead({ cache: new WalCache(memory), depth, decoders, limits: config.limits, requestsActive: () => transfers.active, log })
+        ? new Readahead({
+            cache: new WalCache(memory),
+            depth,
+            decoders,
+            limits: config.limits,
+            requestsActive: () => ({ all: transfers.active, fromArchive: transfers.fromArchive }),
+            busyAt: Math.max(1, availableParallelism()),
+            log,
+          })
         : undefined;
     const hub: Hub = { config, decoders, transfers, ...(readahead ? { readahead } : {}) };
     const consumers: AuditConsumer[] = [];

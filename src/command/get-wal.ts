@@ -22,14 +22,15 @@ export interface Hub {
   readonly readahead?: Readahead;
 }
 
-/** Transfers running now: in all, and per key (by fingerprint). */
+/** Transfers running now: in all, read from the archive (not the cache), and per key (by fingerprint). */
 export interface TransferCounts {
   active: number;
+  fromArchive: number;
   readonly byKey: Map<string, number>;
 }
 
 export function createTransferCounts(): TransferCounts {
-  return { active: 0, byKey: new Map() };
+  return { active: 0, fromArchive: 0, byKey: new Map() };
 }
 
 export interface Io {
@@ -95,11 +96,16 @@ export async function handleGetWal(request: GetWalRequest, key: KeyEntry, hub: H
     const wal = request.wal!;
     let served = await sendFromCache(hub.readahead, serverDir, request, io, transfer, limits.stallTimeout);
     if (served === undefined) {
-      const opened = await openWal(serverDir, wal, request.partial, hub.decoders, hub.config.limits);
-      transfer.compression = opened.compression;
-      transfer.file = opened.relative;
-      await pump(toSendStages(opened, request, hub.decoders), io, transfer, limits.stallTimeout);
-      if (transfer.cache && opened.verifier instanceof WalVerifier) served = opened.verifier.segmentSize;
+      transfers.fromArchive++;
+      try {
+        const opened = await openWal(serverDir, wal, request.partial, hub.decoders, hub.config.limits);
+        transfer.compression = opened.compression;
+        transfer.file = opened.relative;
+        await pump(toSendStages(opened, request, hub.decoders), io, transfer, limits.stallTimeout);
+        if (transfer.cache && opened.verifier instanceof WalVerifier) served = opened.verifier.segmentSize;
+      } finally {
+        transfers.fromArchive--;
+      }
     }
     if (served !== undefined) hub.readahead!.schedule(request.server, serverDir, wal, served, io.connection ?? io.signal);
   } finally {

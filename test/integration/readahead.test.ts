@@ -24,7 +24,7 @@ const EXPECTED_COMPRESSION: Record<string, string> = {
   snappy: 'snappy',
 };
 const FORMATS = ['none', ...BARMAN_WRITERS] as const;
-const SERVERS = [...FORMATS, 'replaced', 'moved', 'damaged', 'gone', 'escape', 'waits'];
+const SERVERS = [...FORMATS, 'replaced', 'moved', 'damaged', 'gone', 'escape', 'waits', 'jumps'];
 
 let fixture: WalFixture;
 let hub: Hub;
@@ -206,6 +206,29 @@ it('opens nothing more for a client that went away: the chain ends after the dec
   expect(await readaheadOf('gone', nameOf(segment(1)))).toMatchObject({ outcome: 'cached' });
   await new Promise((r) => setTimeout(r, 500));
   expect(hub.logLines.filter((l) => l.msg === 'readahead' && l.server === 'gone')).toHaveLength(1);
+  expect(witness.opened()).toBe(false);
+  await witness.openItOnce();
+  expect(witness.opened()).toBe(true);
+});
+
+it('follows a standby that asked for another segment: the older chain ends after the decode under way', async () => {
+  const serverDir = await createServerDir(hub.archive, 'jumps');
+  await place(serverDir, segment(0));
+  // bzip2 decodes slowly: the standby has asked for segment 4 long before this one is done.
+  await place(serverDir, segment(1), { codec: 'bzip2' });
+  const witness = await startFifoWitness(archivedPath(serverDir, nameOf(segment(2))));
+  witnesses.push(witness);
+  await place(serverDir, segment(4));
+  await place(serverDir, segment(5));
+  // One connection, as with ControlMaster: its chains live as long as it does.
+  const mux = ['-o', 'ControlMaster=auto', '-o', `ControlPath=${join(hub.dir, 'mux-jumps')}`, '-o', 'ControlPersist=30'];
+  await fetchOk('jumps', segment(0), mux);
+  await fetchOk('jumps', segment(4), mux);
+  expect(await readaheadOf('jumps', nameOf(segment(1)))).toMatchObject({ outcome: 'cached' });
+  expect(await readaheadOf('jumps', nameOf(segment(5)))).toMatchObject({ outcome: 'cached' });
+  await fetchOk('jumps', segment(5), mux);
+  expect(await requestRecord('jumps', nameOf(segment(5)))).toMatchObject({ result: 'ok', cache: 'hit' });
+  await sshExec(hub, standby, undefined, { extra: [...mux, '-O', 'exit'] });
   expect(witness.opened()).toBe(false);
   await witness.openItOnce();
   expect(witness.opened()).toBe(true);
