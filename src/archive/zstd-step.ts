@@ -14,12 +14,16 @@ export const ZSTD_OUTPUT_CHUNK = 128 * 1024;
  * `maxWindow` (a power of two) is refused before anything is allocated.
  */
 export class ZstdStep {
-  private readonly context = new binding.DCtx();
   private input: Buffer | undefined;
   private inFrame = false;
 
-  constructor(private readonly maxWindow: number) {
-    this.context.setParameter(binding.DParameter.windowLogMax, Math.log2(maxWindow));
+  /** `context`: one used before may be given again (its buffers are reused); it is reset here. */
+  constructor(
+    private readonly maxWindow: number,
+    private readonly context = new binding.DCtx(),
+  ) {
+    context.reset(binding.ResetDirective.sessionAndParameters);
+    context.setParameter(binding.DParameter.windowLogMax, Math.log2(maxWindow));
   }
 
   /** Takes the next input chunk; only once `needsInput`. */

@@ -4,17 +4,22 @@ import { Worker } from 'node:worker_threads';
 import { WalhubError } from '../errors.js';
 import { ZSTD_OUTPUT_CHUNK } from './zstd-step.js';
 
-/** Messages to a zstd worker (zstd-worker.ts): slots are indices into the stream's shared input and output memory. */
+/**
+ * Messages to a zstd worker (zstd-worker.ts). A lane is shared memory for one
+ * stream at a time (its input and output slots), handed to the worker once
+ * and reused; slots are indices into the stream's lane.
+ */
 export type ToWorker =
   | {
-      readonly type: 'open';
-      readonly id: number;
-      readonly maxWindow: number;
+      readonly type: 'lane';
+      readonly lane: number;
       readonly input: SharedArrayBuffer;
       readonly inputSlots: number;
       readonly output: SharedArrayBuffer;
       readonly outputSlots: number;
     }
+  | { readonly type: 'drop-lane'; readonly lane: number }
+  | { readonly type: 'open'; readonly id: number; readonly lane: number; readonly maxWindow: number }
   | { readonly type: 'input'; readonly id: number; readonly slot: number; readonly length: number }
   | { readonly type: 'credit'; readonly id: number; readonly slots: readonly number[] }
   | { readonly type: 'end' | 'cancel'; readonly id: number };
@@ -37,6 +42,21 @@ const OUTPUT_SLOTS = 3;
 const OUTPUT_SLOT_BYTES = 2 * ZSTD_OUTPUT_CHUNK;
 /** Slots given back together, so that a steady stream costs one credit message per two chunks. */
 const GIVE_BACK_AT = 2;
+/**
+ * Lanes kept for reuse once their streams ended. Memory shared with the
+ * worker, and a zstd context's buffers, are freed only once the worker's
+ * collector runs, which is seldom (it allocates almost nothing): a new lane
+ * and context per stream grew the hub by about 40 MiB per 16 streams, batch
+ * after batch, until it did. Reused, they cost their peak count at most
+ * (about 3 MiB each, mostly the zstd window), and those past this many are let go.
+ */
+const SPARE_LANES = 4;
+
+interface Lane {
+  readonly id: number;
+  readonly input: SharedArrayBuffer;
+  readonly output: SharedArrayBuffer;
+}
 
 /**
  * zstd decoding in worker threads: decoding (about 50 ms of CPU per 16 MiB
@@ -75,6 +95,8 @@ class PoolWorker {
   dead = false;
   private readonly worker: Worker;
   private nextId = 1;
+  private nextLane = 1;
+  private readonly spareLanes: Lane[] = [];
 
   constructor(script: URL) {
     // The worker allocates almost nothing on its heap (decoding goes through shared
@@ -95,9 +117,30 @@ class PoolWorker {
 
   open(maxWindow: number): WorkerDecoder {
     const id = this.nextId++;
-    const stream = new WorkerDecoder((message) => this.worker.postMessage(message), id, () => this.streams.delete(id), maxWindow);
+    const lane = this.spareLanes.pop() ?? this.createLane();
+    const post = (message: ToWorker) => this.worker.postMessage(message);
+    // A stream's lane may go to the next one as soon as the worker has its end or
+    // cancel: messages arrive in order, and the worker never touches the lane of a
+    // stream it has ended.
+    const release = () => {
+      if (!this.streams.delete(id)) return;
+      if (this.spareLanes.length < SPARE_LANES) this.spareLanes.push(lane);
+      else post({ type: 'drop-lane', lane: lane.id });
+    };
+    const stream = new WorkerDecoder(post, id, lane, release, maxWindow);
     this.streams.set(id, stream);
     return stream;
+  }
+
+  private createLane(): Lane {
+    const lane: Lane = {
+      id: this.nextLane++,
+      input: new SharedArrayBuffer(INPUT_SLOTS * INPUT_SLOT_BYTES),
+      output: new SharedArrayBuffer(OUTPUT_SLOTS * OUTPUT_SLOT_BYTES),
+    };
+    const { input, output } = lane;
+    this.worker.postMessage({ type: 'lane', lane: lane.id, input, inputSlots: INPUT_SLOTS, output, outputSlots: OUTPUT_SLOTS } satisfies ToWorker);
+    return lane;
   }
 
   terminate(): Promise<number> {
@@ -113,8 +156,8 @@ class PoolWorker {
  * goes back to the worker once the reader wants more.
  */
 class WorkerDecoder extends Duplex {
-  private readonly input = new SharedArrayBuffer(INPUT_SLOTS * INPUT_SLOT_BYTES);
-  private readonly output = new SharedArrayBuffer(OUTPUT_SLOTS * OUTPUT_SLOT_BYTES);
+  private readonly input: SharedArrayBuffer;
+  private readonly output: SharedArrayBuffer;
   private readonly freeInputs = Array.from({ length: INPUT_SLOTS }, (_, i) => i);
   /** Output slots this side holds, to give back when the reader wants more. */
   private readonly returnable = Array.from({ length: OUTPUT_SLOTS }, (_, i) => i);
@@ -124,12 +167,14 @@ class WorkerDecoder extends Duplex {
   constructor(
     private readonly post: (message: ToWorker) => void,
     private readonly id: number,
+    lane: Lane,
     private readonly release: () => void,
     maxWindow: number,
   ) {
     super({ readableHighWaterMark: OUTPUT_SLOTS * OUTPUT_SLOT_BYTES, writableHighWaterMark: 0 });
-    const { input, output } = this;
-    post({ type: 'open', id, maxWindow, input, inputSlots: INPUT_SLOTS, output, outputSlots: OUTPUT_SLOTS });
+    this.input = lane.input;
+    this.output = lane.output;
+    post({ type: 'open', id, lane: lane.id, maxWindow });
   }
 
   receive(message: FromWorker): void {
@@ -175,8 +220,8 @@ class WorkerDecoder extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.release();
     this.post({ type: 'cancel', id: this.id });
+    this.release();
     callback(error);
   }
 

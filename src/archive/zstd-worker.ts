@@ -4,11 +4,15 @@
  * one's previous chunk) run on two cores instead of taking turns on one.
  *
  * Input and output go through memory shared with the event loop, a few
- * slots per stream (see ZstdWorkerPool): this thread allocates nothing per
- * chunk, so it leaves no garbage for its own collector to pile up, and
- * decodes only into slots the reader has given back.
+ * slots per stream in a lane that the next stream reuses, with its zstd
+ * context (see ZstdWorkerPool): this thread allocates nothing per chunk or
+ * per stream, so it leaves no garbage for its own collector (which seldom
+ * runs here) to pile up, and decodes only into slots the reader has given back.
  */
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
+import binding from 'zstd-napi/binding.js';
 import { ZstdStep } from './zstd-step.js';
 import type { FromWorker, ToWorker } from './zstd-worker-pool.js';
 
@@ -25,17 +29,50 @@ interface Stream {
 }
 
 const port = parentPort!;
+/**
+ * This thread's collector, run when lanes are let go: their shared memory
+ * and zstd contexts (2-3 MiB each) are freed only by a collection, and a
+ * thread that allocates almost nothing would not run one until V8's 64 MiB
+ * of outside memory had piled up. Collecting this small heap takes about a
+ * millisecond, on this thread.
+ */
+setFlagsFromString('--expose-gc');
+const collect = runInNewContext('gc') as () => void;
+let collectQueued = false;
 const streams = new Map<number, Stream>();
+/** Each lane keeps its zstd context too: reused, its window buffers are allocated once, not once per stream. */
+const lanes = new Map<number, { readonly input: readonly Buffer[]; readonly output: readonly Buffer[]; readonly context: binding.DCtx }>();
 const post = (message: FromWorker) => port.postMessage(message);
 
 port.on('message', (message: ToWorker) => {
-  const { id } = message;
+  const id = 'id' in message ? message.id : 0;
+  if (message.type === 'lane') {
+    lanes.set(message.lane, {
+      input: slots(message.input, message.inputSlots),
+      output: slots(message.output, message.outputSlots),
+      context: new binding.DCtx(),
+    });
+    return;
+  }
+  if (message.type === 'drop-lane') {
+    lanes.delete(message.lane);
+    if (!collectQueued) {
+      collectQueued = true;
+      // After the other messages queued now: a burst of ended streams drops its lanes together.
+      setImmediate(() => {
+        collectQueued = false;
+        collect();
+      });
+    }
+    return;
+  }
   if (message.type === 'open') {
     try {
+      const lane = lanes.get(message.lane)!;
       streams.set(id, {
-        step: new ZstdStep(message.maxWindow),
-        inputSlots: slots(message.input, message.inputSlots),
-        outputSlots: slots(message.output, message.outputSlots),
+        step: new ZstdStep(message.maxWindow, lane.context),
+        inputSlots: lane.input,
+        outputSlots: lane.output,
         inputs: [],
         free: [],
         fed: false,

@@ -88,6 +88,29 @@ describe.each([
 });
 
 describe('zstd worker pool', () => {
+  it('reuses the shared memory and zstd context of ended streams: lanes grow with streams at once, not with streams served', async () => {
+    const own = new ZstdWorkerPool(new URL('../../dist/archive/zstd-worker.js', import.meta.url), 1);
+    const lanesMade = () => (own as unknown as { workers: { nextLane: number }[] }).workers[0]!.nextLane - 1;
+    const original = Buffer.from(Array.from({ length: 1 << 20 }, (_, i) => (i * 13) % 251));
+    const frame = compress(original);
+    const decodeOnce = async () => {
+      const decoder = own.createDecoder(16 * 1024 * 1024);
+      decoder.end(frame);
+      return (await drain(decoder)).bytes;
+    };
+    try {
+      for (let i = 0; i < 10; i++) expect(await decodeOnce()).toBe(original.length);
+      expect(lanesMade()).toBe(1);
+      for (let round = 0; round < 3; round++) {
+        expect(await Promise.all(Array.from({ length: 3 }, decodeOnce))).toEqual([original.length, original.length, original.length]);
+      }
+      expect(lanesMade()).toBe(3);
+    } finally {
+      await own.close();
+    }
+  });
+
+
   it('fails the streams of a worker that died with an error naming the hub, not the file, and replaces the worker', async () => {
     const own = new ZstdWorkerPool(new URL('../../dist/archive/zstd-worker.js', import.meta.url), 1);
     try {
