@@ -46,6 +46,18 @@ export async function benchReplay(ctx) {
     // The same segments stored uncompressed: walhub's transport alone.
     muxVariant('walhub-mux-plain', `walhub, ssh ControlMaster, uncompressed archive, ${cacheOn}`, hubs.muxPlain, 'pg1plain'),
   ];
+  if (ctx.sshd) {
+    // The SSH transport limit on this machine: OpenSSH's own server sending the
+    // decompressed files with cat, through the same ControlMaster recipe.
+    const controlPath = join(controlDir, 'sshd-cat.sock');
+    const mux = ['-o', 'ControlMaster=auto', '-o', `ControlPath=${controlPath}`, '-o', 'ControlPersist=60'];
+    variants.push({
+      id: 'sshd-cat-mux',
+      label: 'sshd + cat of the decompressed files, ssh ControlMaster',
+      command: `${ssh(ctx.sshd, mux)} cat ${ctx.plain}/%f > %p`,
+      after: () => stopMaster(ctx.sshd, ctx.key, controlPath, { as }),
+    });
+  }
   if (ctx.sshd && ctx.barmanConf && ctx.barmanReps > 0) {
     variants.push({
       id: 'barman',
@@ -89,6 +101,8 @@ export async function benchReplay(ctx) {
       walhubMuxNoCacheVsLocalCp: stats['walhub-mux-nocache'] ? stats['walhub-mux-nocache'].median / local : undefined,
       walhubMuxNoCacheVsLocalZstd: stats['walhub-mux-nocache'] ? stats['walhub-mux-nocache'].median / stats['local-zstd'].median : undefined,
       walhubMuxPlainVsLocalCp: stats['walhub-mux-plain'].median / local,
+      sshdCatMuxVsLocalCp: stats['sshd-cat-mux'] ? stats['sshd-cat-mux'].median / local : undefined,
+      walhubMuxVsSshdCatMux: stats['sshd-cat-mux'] ? stats['walhub-mux'].median / stats['sshd-cat-mux'].median : undefined,
       barmanVsWalhubPlain: stats.barman ? stats.barman.median / stats.walhub.median : undefined,
     },
     cacheKnown: ctx.cacheKnown,
@@ -150,6 +164,8 @@ function report(r) {
     ['  for reference: cache off vs local zstd -dc', x(r.ratios.walhubMuxNoCacheVsLocalZstd), '', ''],
     ['  for reference: cache off vs local cp', x(r.ratios.walhubMuxNoCacheVsLocalCp), '', ''],
     ['  for reference: uncompressed archive vs local cp', x(r.ratios.walhubMuxPlainVsLocalCp), '', ''],
+    ['  for reference: sshd + cat (ControlMaster) vs local cp: the SSH transport limit', x(r.ratios.sshdCatMuxVsLocalCp), '', ''],
+    ['  for reference: walhub ControlMaster, cache on, vs sshd + cat (ControlMaster)', x(r.ratios.walhubMuxVsSshdCatMux), '', ''],
     ['barman get-wal vs walhub plain (speed-up)', x(r.ratios.barmanVsWalhubPlain), `>= ${t.barmanVsPlain}x`, verdict(r.ratios.barmanVsWalhubPlain, t.barmanVsPlain, { atLeast: true })],
   ];
   return [
