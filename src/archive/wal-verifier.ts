@@ -35,7 +35,7 @@ export class WalVerifier extends Transform {
     private readonly checkLaterPages: boolean,
     private readonly maxSegmentSize: number,
   ) {
-    super({ highWaterMark: 128 * 1024 });
+    super({ highWaterMark: 256 * 1024 });
   }
 
   /** The segment size page 0 gave, once it has been checked. */
