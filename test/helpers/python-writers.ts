@@ -49,6 +49,16 @@ const WRITERS: Record<BarmanWriter, { module: string; debian: string; code: stri
 
 export const BARMAN_WRITERS = Object.keys(WRITERS) as BarmanWriter[];
 
+/** The compression walhub detects (and audits) in a file each writer made. */
+export const WRITER_COMPRESSION: Record<BarmanWriter, string> = {
+  pygzip: 'gzip',
+  pybzip2: 'bzip2',
+  xz: 'xz',
+  zstd: 'zstd',
+  lz4: 'lz4',
+  snappy: 'snappy',
+};
+
 /** Writes `src` compressed to `dst` with the library call Barman uses for `writer`. */
 export async function writeAsBarman(writer: BarmanWriter, src: string, dst: string): Promise<void> {
   await access(PYTHON).catch(() => {

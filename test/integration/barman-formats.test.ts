@@ -6,18 +6,10 @@ import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { archivedPath, createServerDir, sha256 } from '../helpers/archive.js';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { BARMAN_WRITERS, writeAsBarman, type BarmanWriter } from '../helpers/python-writers.js';
+import { BARMAN_WRITERS, WRITER_COMPRESSION, writeAsBarman } from '../helpers/python-writers.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
 
-const EXPECTED_COMPRESSION: Record<BarmanWriter, string> = {
-  pygzip: 'gzip',
-  pybzip2: 'bzip2',
-  xz: 'xz',
-  zstd: 'zstd',
-  lz4: 'lz4',
-  snappy: 'snappy',
-};
 
 let fixture: WalFixture;
 let hub: Hub;
@@ -55,6 +47,6 @@ describe('files written as Barman 3.17 writes them', () => {
     expect(result.status).toBe(0);
     expect(result.sha256).toBe(sha256(original));
     const record = (await hub.audit()).findLast((r) => r.event === 'request' && r.server === writer && r.wal === nameOf(source));
-    expect(record).toMatchObject({ result: 'ok', compression: EXPECTED_COMPRESSION[writer], bytes: original.length });
+    expect(record).toMatchObject({ result: 'ok', compression: WRITER_COMPRESSION[writer], bytes: original.length });
   });
 });

@@ -10,19 +10,11 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { archivedPath, createServerDir, encode, place, sha256 } from '../helpers/archive.js';
 import { startFifoWitness, type FifoWitness } from '../helpers/fifo-witness.js';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { BARMAN_WRITERS, writeAsBarman } from '../helpers/python-writers.js';
+import { BARMAN_WRITERS, WRITER_COMPRESSION, writeAsBarman } from '../helpers/python-writers.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
 
-const EXPECTED_COMPRESSION: Record<string, string> = {
-  none: 'none',
-  pygzip: 'gzip',
-  pybzip2: 'bzip2',
-  xz: 'xz',
-  zstd: 'zstd',
-  lz4: 'lz4',
-  snappy: 'snappy',
-};
+const EXPECTED_COMPRESSION: Record<string, string> = { none: 'none', ...WRITER_COMPRESSION };
 const FORMATS = ['none', ...BARMAN_WRITERS] as const;
 const SERVERS = [...FORMATS, 'replaced', 'moved', 'damaged', 'gone', 'escape', 'waits', 'jumps'];
 
