@@ -51,6 +51,8 @@ export class Connection implements Outlet {
 
   /** The balancer's address when the client's came in a PROXY header (proxy-protocol.ts). */
   readonly proxy: string | undefined;
+  /** Aborted when the socket closes: ends the readahead done for this connection. */
+  readonly closed: AbortSignal;
 
   constructor(
     private readonly socket: Socket,
@@ -67,6 +69,9 @@ export class Connection implements Outlet {
     // Registered before the listener's own 'close' handler: the refused-login
     // record of a client that gave up comes before its disconnect record.
     socket.once('close', () => this.login?.record());
+    const closed = new AbortController();
+    socket.once('close', () => closed.abort());
+    this.closed = closed.signal;
   }
 
   fields(): ConnectionFields {

@@ -62,7 +62,7 @@ export function handleSession(session: Session, conn: Connection, client: Ssh2Co
       return;
     }
     conn.startCommand();
-    void serve(channel, info.command, conn, toClosedSignal(client), deps, startedAt).finally(() => conn.endCommand());
+    void serve(channel, info.command, conn, deps, startedAt).finally(() => conn.endCommand());
   });
 }
 
@@ -80,28 +80,7 @@ function closeSession(client: Ssh2Connection, session: Session): void {
   protocol.channelClose(internals._chanInfo.outgoing.id);
 }
 
-const closedSignals = new WeakMap<Ssh2Connection, AbortSignal>();
-
-/** One signal per connection, aborted when it closes: what the readahead done for it listens to. */
-function toClosedSignal(client: Ssh2Connection): AbortSignal {
-  let signal = closedSignals.get(client);
-  if (!signal) {
-    const closed = new AbortController();
-    client.once('close', () => closed.abort());
-    signal = closed.signal;
-    closedSignals.set(client, signal);
-  }
-  return signal;
-}
-
-async function serve(
-  channel: ServerChannel,
-  command: string,
-  conn: Connection,
-  connection: AbortSignal,
-  deps: SessionDeps,
-  startedAt: number,
-): Promise<void> {
+async function serve(channel: ServerChannel, command: string, conn: Connection, deps: SessionDeps, startedAt: number): Promise<void> {
   const aborter = new AbortController();
   channel.on('close', () => aborter.abort());
   channel.on('error', () => aborter.abort());
@@ -110,7 +89,7 @@ async function serve(
   conn.requests++;
   const key = toCurrentEntry(conn, deps.keys);
   const outcome = key
-    ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal, outlet: conn, connection })
+    ? await runCommand(command, key, deps.hub, { stdout: channel, stderr: channel.stderr, signal: aborter.signal, outlet: conn, connection: conn.closed })
     : refuseRevoked(channel, command);
   // The audit write is synchronous: the line is in the kernel before the client hears the exit status.
   record(conn, deps.audit, command, outcome, startedAt);
