@@ -9,6 +9,7 @@ import { ZstdWorkerPool } from '../archive/zstd-worker-pool.js';
 import { createTransferCounts, type Hub } from '../command/get-wal.js';
 import { loadConfig } from '../config.js';
 import { KeyStore } from '../keys/key-store.js';
+import { growHeapForBuffers } from '../heap-growth.js';
 import { createProgramLog } from '../log.js';
 import type { MetricsEndpoint } from '../metrics/metrics.js';
 import { loadHostKeys, toKnownHostsLine } from '../ssh/host-keys.js';
@@ -40,6 +41,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
     process.stdout.write(`${HELP}\n`);
     return 0;
   }
+  growHeapForBuffers();
   const log = createProgramLog();
   // A bug must leave its stack in the log before the process goes (systemd restarts it).
   process.on('uncaughtException', (error) => {
