@@ -106,6 +106,9 @@ it('stays within its budget under six servers read ahead at once, by its own cou
   expect(maxHeld).toBeLessThanOrEqual(BUDGET_MIB * MiB);
   expect(decodes.cached).toBeGreaterThan(0);
   expect(hits).toBeGreaterThan(0);
-  // The cache adds its budget at most, and a margin for the collector's pace.
-  expect(peakOn).toBeLessThanOrEqual(peakOff + BUDGET_MIB + 24);
+  // The cache adds its budget at most, and the chunks it evicted until V8's next
+  // full collection frees them: at the latest once 64 MiB more of buffers were
+  // allocated (V8's soft limit for memory outside its heap). A cache ignoring its
+  // budget would hold 6 x 4 segments here, 384 MiB.
+  expect(peakOn).toBeLessThanOrEqual(peakOff + BUDGET_MIB + 64);
 });
