@@ -17,8 +17,36 @@ export async function connectRaw(target: SshTarget, key: ClientKey, localAddress
   return client;
 }
 
+/**
+ * Starts a command and hands back its channel. Whoever awaits this listens
+ * only after a microtask, while ssh2 parses a whole TCP read at once: an
+ * answer that came in the same read as the exec reply has already been
+ * emitted. To wait for the exit status, use runRaw.
+ */
 export function execRaw(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
   return new Promise((resolve, reject) => client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel))));
+}
+
+export interface RawResult {
+  readonly status: number | null;
+  readonly stdout: Buffer;
+  readonly stderr: string;
+}
+
+/** Runs a command to its end, listening from the exec callback on, before ssh2 parses the rest of the read. */
+export function runRaw(client: ssh2.Client, command: string): Promise<RawResult> {
+  return new Promise((resolve, reject) =>
+    client.exec(command, (error, channel) => {
+      if (error) return reject(error);
+      const stdout: Buffer[] = [];
+      let stderr = '';
+      let status: number | null = null;
+      channel.on('data', (d: Buffer) => stdout.push(d));
+      channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+      channel.on('exit', (code: number | null) => (status = code));
+      channel.on('close', () => resolve({ status, stdout: Buffer.concat(stdout), stderr }));
+    }),
+  );
 }
 
 /**

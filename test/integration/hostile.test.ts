@@ -3,12 +3,11 @@
 // a writer blocked on it goes on only if somebody opens it for reading.
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startHub, type Hub } from '../helpers/hub.js';
 import { startFifoWitness, type FifoWitness } from '../helpers/fifo-witness.js';
+import { connectRaw, runRaw } from '../helpers/raw-client.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
-import { readFile } from 'node:fs/promises';
 
 let hub: Hub;
 let standby: ClientKey;
@@ -56,7 +55,9 @@ describe('hostile commands', () => {
   });
 
   it('refuses a NUL byte in the command (sent by a raw SSH client)', async () => {
-    const { status, stderr } = await execRaw(hub, standby, 'get-wal pg1 000000010000000000000003\0/../../etc/passwd');
+    // ssh2's own client: the OpenSSH client cannot put a NUL in a command.
+    const client = await connectRaw(hub, standby);
+    const { status, stderr } = await runRaw(client, 'get-wal pg1 000000010000000000000003\0/../../etc/passwd').finally(() => client.end());
     expect(status).toBe(2);
     expect(stderr).toBe('walhub: the command contains a NUL byte\n');
   });
@@ -85,28 +86,3 @@ describe('hostile commands', () => {
     expect(long?.command).toBe(`get-wal pg1 ${'A'.repeat(256 - 12)}...[cut, ${12 + 10 * 1024} characters]`);
   });
 });
-
-/** ssh2's own client, for bytes the OpenSSH client cannot put in a command (NUL). */
-async function execRaw(hub: Hub, key: ClientKey, command: string): Promise<{ status: number | null; stderr: string }> {
-  const client = new ssh2.Client();
-  const privateKey = await readFile(key.privatePath);
-  return new Promise((resolve, reject) => {
-    client
-      .on('ready', () => {
-        client.exec(command, (error, channel) => {
-          if (error) return reject(error);
-          let stderr = '';
-          let status: number | null = null;
-          channel.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-          channel.on('exit', (code: number) => (status = code));
-          channel.on('data', () => undefined);
-          channel.on('close', () => {
-            client.end();
-            resolve({ status, stderr });
-          });
-        });
-      })
-      .on('error', reject)
-      .connect({ host: '127.0.0.1', port: hub.port, username: 'walhub', privateKey });
-  });
-}

@@ -3,7 +3,7 @@
 import type ssh2 from 'ssh2';
 import { afterEach, expect, it } from 'vitest';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { connectRaw, execRaw, openBareSession } from '../helpers/raw-client.js';
+import { connectRaw, openBareSession, runRaw } from '../helpers/raw-client.js';
 import { createClientKey } from '../helpers/ssh-client.js';
 
 let hub: Hub | undefined;
@@ -38,12 +38,9 @@ it('closes a session that has not started a command within session_start_timeout
   const session = await openBareSession(client!);
   expect(await closed(session, 10_000)).toBe(true);
   // The connection itself is still good for real work.
-  const channel = await execRaw(client!, 'get-wal --test pg1 dummy');
-  let stdout = '';
-  channel.on('data', (d: Buffer) => (stdout += d.toString()));
-  const status = await new Promise<number>((resolve) => channel.once('exit', resolve));
+  const { status, stdout } = await runRaw(client!, 'get-wal --test pg1 dummy');
   expect(status).toBe(3);
-  expect(stdout).toBe('');
+  expect(stdout.length).toBe(0);
   const log = await hub!.waitForLog((l) => l.msg === 'session closed: no command started');
   expect(log.ms).toBe(1000);
 });
