@@ -6,6 +6,7 @@ import { asksFatalErrors, runCommand, type Outcome } from '../command/run-comman
 import { EXIT_STATUS, exitStatus } from '../errors.js';
 import { findLoginRefusal, type KeyEntry } from '../keys/authorized-keys.js';
 import type { KeyStore } from '../keys/key-store.js';
+import { BareSession } from './bare-session.js';
 import type { Connection } from './connection.js';
 import { MAX_MESSAGE, MAX_NAME, toLoggable } from './loggable.js';
 
@@ -28,13 +29,20 @@ export interface SessionDeps {
 export function handleSession(session: Session, conn: Connection, client: Ssh2Connection, deps: SessionDeps): void {
   let ptyRequested = false;
   let started = false;
+  const bare = new BareSession(client, session);
   // A session that never starts would hold a session slot, and its connection, for good.
   const startTimer = setTimeout(() => {
     started = true;
     conn.log.info({ ms: deps.startTimeout }, 'session closed: no command started');
-    closeSession(client, session);
+    bare.close();
   }, deps.startTimeout);
-  session.once('close', () => clearTimeout(startTimer));
+  // ssh2 emits no 'close' on a session that never ran anything when its connection goes.
+  const stopTimer = () => {
+    clearTimeout(startTimer);
+    conn.closed.removeEventListener('abort', stopTimer);
+  };
+  session.once('close', stopTimer);
+  conn.closed.addEventListener('abort', stopTimer, { once: true });
 
   session.on('pty', (accept) => {
     ptyRequested = true;
@@ -64,20 +72,6 @@ export function handleSession(session: Session, conn: Connection, client: Ssh2Co
     conn.startCommand();
     void serve(channel, info.command, conn, deps, startedAt).finally(() => conn.endCommand());
   });
-}
-
-/**
- * Closes a session channel on which no command ever started. ssh2 1.17 has
- * no public call for it (a Session gets a channel object only with exec or
- * shell), so this sends CHANNEL_CLOSE through its protocol object and marks
- * the session ending, which makes ssh2 refuse any request that comes after.
- */
-function closeSession(client: Ssh2Connection, session: Session): void {
-  const internals = session as unknown as { _ending: boolean; _chanInfo: { outgoing: { id: number } } };
-  const protocol = (client as unknown as { _protocol: { channelClose(id: number): void } })._protocol;
-  if (internals._ending) return;
-  internals._ending = true;
-  protocol.channelClose(internals._chanInfo.outgoing.id);
 }
 
 async function serve(channel: ServerChannel, command: string, conn: Connection, deps: SessionDeps, startedAt: number): Promise<void> {

@@ -93,3 +93,14 @@ export function startEndlessRekey(client: ssh2.Client): void {
   (client as unknown as { _protocol: { rekey(): void } })._protocol.rekey();
   stopReading(client);
 }
+
+/** Whether `emitter` (a client or a channel) emits 'close' within `ms`. */
+export function closedWithin(emitter: NodeJS.EventEmitter, ms: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    emitter.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}

@@ -3,7 +3,7 @@
 import type ssh2 from 'ssh2';
 import { afterEach, expect, it } from 'vitest';
 import { startHub, type Hub } from '../helpers/hub.js';
-import { connectRaw, openBareSession, runRaw } from '../helpers/raw-client.js';
+import { closedWithin, connectRaw, openBareSession, runRaw } from '../helpers/raw-client.js';
 import { createClientKey } from '../helpers/ssh-client.js';
 
 let hub: Hub | undefined;
@@ -23,20 +23,10 @@ async function startWithStandby(limits: string) {
   return hub;
 }
 
-function closed(emitter: NodeJS.EventEmitter, timeoutMs: number): Promise<boolean> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), timeoutMs);
-    emitter.once('close', () => {
-      clearTimeout(timer);
-      resolve(true);
-    });
-  });
-}
-
 it('closes a session that has not started a command within session_start_timeout, and keeps the connection', async () => {
   await startWithStandby('session_start_timeout = "1s"\nidle_timeout = "1h"');
   const session = await openBareSession(client!);
-  expect(await closed(session, 10_000)).toBe(true);
+  expect(await closedWithin(session, 10_000)).toBe(true);
   // The connection itself is still good for real work.
   const { status, stdout } = await runRaw(client!, 'get-wal --test pg1 dummy');
   expect(status).toBe(3);
@@ -48,7 +38,7 @@ it('closes a session that has not started a command within session_start_timeout
 it('counts a session that runs nothing as idle: the connection is closed after idle_timeout', async () => {
   await startWithStandby('session_start_timeout = "1m"\nidle_timeout = "2s"');
   await openBareSession(client!);
-  expect(await closed(client!, 15_000)).toBe(true);
+  expect(await closedWithin(client!, 15_000)).toBe(true);
   const records = await hub!.audit();
   expect(records.find((r) => r.event === 'disconnect' && r.user === 'walhub')).toMatchObject({ reason: 'idle timeout', requests: 0 });
 });
