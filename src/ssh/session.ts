@@ -32,17 +32,13 @@ export function handleSession(session: Session, conn: Connection, client: Ssh2Co
   const bare = new BareSession(client, session);
   // A session that never starts would hold a session slot, and its connection, for good.
   const startTimer = setTimeout(() => {
+    // ssh2 emits no 'close' on a session that never ran anything when its connection goes.
+    if (conn.closed.aborted) return;
     started = true;
     conn.log.info({ ms: deps.startTimeout }, 'session closed: no command started');
     bare.close();
   }, deps.startTimeout);
-  // ssh2 emits no 'close' on a session that never ran anything when its connection goes.
-  const stopTimer = () => {
-    clearTimeout(startTimer);
-    conn.closed.removeEventListener('abort', stopTimer);
-  };
-  session.once('close', stopTimer);
-  conn.closed.addEventListener('abort', stopTimer, { once: true });
+  session.once('close', () => clearTimeout(startTimer));
 
   session.on('pty', (accept) => {
     ptyRequested = true;
