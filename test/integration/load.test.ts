@@ -1,4 +1,4 @@
-// 200 fetches of 16 MiB segments, 8 at a time, mixed compression: guards
+// 120 fetches of 16 MiB segments, 8 at a time, mixed compression: guards
 // against ssh2's window bugs (reference/ssh2.md), which show up as wrong or
 // missing bytes or a missing exit status only under sustained large output.
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
@@ -7,7 +7,7 @@ import { startHub, type Hub } from '../helpers/hub.js';
 import { createClientKey, sshExec, type ClientKey, type SshResult } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
-const FETCHES = 200;
+const FETCHES = 120;
 const PARALLEL = 8;
 let hub: Hub;
 let standby: ClientKey;
