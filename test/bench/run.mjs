@@ -189,6 +189,11 @@ async function main() {
     names: archive.names.slice(middle - WINDOW / 2, middle + WINDOW / 2),
     plainDir: archive.plain,
     warmName: archive.names.at(-1),
+    // A warm hub's earlier work: segments before the window beyond its readahead, and after it.
+    fillNames: [
+      ...archive.names.slice(1, middle - WINDOW / 2 - CACHE_DEFAULTS.readahead),
+      ...archive.names.slice(middle + WINDOW / 2, -1),
+    ],
     rounds: CONSECUTIVE_ROUNDS,
     cacheKnown,
     cacheOn,
@@ -268,6 +273,9 @@ function issue8Targets({ cacheKnown, fetch, consecutive, replay }) {
   const rssLimitCache = fetch.rssCache.budgetMiB + FETCH_TARGETS.rssMiB;
   const rows = [
     { target: `16 consecutive segments, ControlMaster, ${on}: walhub / sshd cat (2)`, measured: consecutive.ratios.walhubCacheVsSshdCat, goal: CONSECUTIVE_TARGETS.walhubVsSshdCat, show: x },
+    ...(consecutive.ratios.walhubWarmVsSshdCat !== undefined
+      ? [{ target: '  same, a warm hub (served other segments first) (2)', measured: consecutive.ratios.walhubWarmVsSshdCat, goal: CONSECUTIVE_TARGETS.walhubVsSshdCat, show: x }]
+      : []),
     { target: 'single cold fetch, ControlMaster: walhub / sshd + zstd -dc (1 b/d)', measured: fetch.ratios.coldMultiplexed, goal: FETCH_TARGETS.coldMuxRatio, show: x },
     { target: `replay, ControlMaster, ${on}: walhub / local zstd -dc (3)`, measured: replay.ratios.walhubMuxVsLocalZstd, goal: REPLAY_TARGETS.muxVsLocalZstd, show: x },
     { target: `replay, ControlMaster, ${on}: walhub / local cp (3)`, measured: replay.ratios.walhubMuxVsLocalCp, goal: REPLAY_TARGETS.muxVsLocalCp, show: x },
