@@ -132,7 +132,7 @@ export async function benchConsecutive(ctx) {
   const ratio = (x, y) => (stats[x] && stats[y] ? stats[x].median / stats[y].median : undefined);
   const results = {
     segments: { first: names[0], last: names.at(-1), count: names.length },
-    ...(ctx.cacheKnown && ctx.fillNames?.length ? { fill: { count: ctx.fillNames.length, names: `${ctx.fillNames[0]} .. ${ctx.fillNames.at(-1)}` } } : {}),
+    ...(ctx.cacheKnown && ctx.fillNames?.length ? { fill: { count: ctx.fillNames.length, names: describeRuns(ctx.fillNames) } } : {}),
     rounds,
     cacheKnown: ctx.cacheKnown,
     variants: stats,
@@ -148,6 +148,17 @@ export async function benchConsecutive(ctx) {
     sshd: ctx.sshd ? 'started' : ctx.sshdMissing,
   };
   return { results, text: report(results) };
+}
+
+/** Consecutive segment names as runs: "A .. B, C .. D". */
+function describeRuns(names) {
+  const runs = [];
+  for (const name of names) {
+    const last = runs.at(-1);
+    if (last && BigInt(`0x${name}`) === BigInt(`0x${last.at(-1)}`) + 1n) last.push(name);
+    else runs.push([name]);
+  }
+  return runs.map((run) => (run.length === 1 ? run[0] : `${run[0]} .. ${run.at(-1)}`)).join(', ');
 }
 
 function report(r) {
