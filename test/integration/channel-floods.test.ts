@@ -22,7 +22,7 @@ const MAX_GROWTH_MIB = 100;
 
 beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub({ extraToml: '[limits]\nstall_timeout = "60s"\n' });
+  hub = await startHub();
   standby = await createClientKey(hub.dir, 'standby-a');
   await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
   segment = await place(await createServerDir(hub.archive, 'pg1'), fixture.segments[0]!, { codec: 'zstd' });
