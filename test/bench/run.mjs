@@ -21,8 +21,9 @@
 // (replays per variant, default 2), BENCH_BARMAN_RUNS (replays through Barman,
 // at most BENCH_REPLAY_RUNS, default 1: about 80 s each), BENCH_SEGMENTS (at
 // least this many segments, default 42), WALHUB_CLI (another build's
-// dist/cli.js, to compare a change), and benchmark 4's BENCH_AUDIT_LINES and
-// BENCH_AUDIT_ROUNDS. A whole run takes about 10 minutes on 2 cores.
+// dist/cli.js, to compare a change), BENCH_WARM_MEMORY_MIB (memory written once
+// before the servers start, see memory.mjs; default a third of RAM up to 8 GiB,
+// 0 skips it), and benchmark 4's BENCH_AUDIT_LINES and BENCH_AUDIT_ROUNDS. A whole run takes about 10 minutes on 2 cores.
 // Everything runs on 127.0.0.1 and in one temp dir, and is stopped and removed at the end.
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
@@ -35,6 +36,7 @@ import { benchAuditSummary } from './audit-summary.mjs';
 import { describeHits } from './cache-hits.mjs';
 import { benchConsecutive, CONSECUTIVE_TARGETS, WINDOW, writeServeScript } from './consecutive.mjs';
 import { benchFetch, FETCH_TARGETS } from './fetch.mjs';
+import { describeWarmup, warmMachineMemory } from './memory.mjs';
 import { benchReplay, REPLAY_TARGETS } from './replay.mjs';
 import { findProgram, findUser, fixed, formatTable, isRoot, makeDir, makeTempDir, pgUser, runCleanups, verdict } from './lib.mjs';
 import { buildKnowsCache, CACHE_DEFAULTS, CACHE_OFF, makeClientKey, startSshd, startWalhub } from './servers.mjs';
@@ -113,6 +115,9 @@ async function main() {
   const archive = await buildArchive(dir, { bins: pg.bins, segments: SEGMENTS });
   const layout = await compressArchive(dir, archive.plain, archive.names, isRoot ? barmanUser : undefined);
   progress(`archive: ${archive.names.length} segments, zstd -3 to ${((100 * layout.compressedBytes) / layout.plainBytes).toFixed(0)}%`);
+  // After the archive's page cache is in place, before any server starts: see memory.mjs.
+  const warmup = warmMachineMemory();
+  say(describeWarmup(warmup));
 
   const keyDir = await makeDir(join(dir, 'keys'));
   const fetchKey = await makeClientKey(keyDir, 'bench-fetch');
@@ -253,6 +258,7 @@ async function main() {
     date: new Date(startedAt).toISOString(),
     command: 'npm run bench',
     machine,
+    memoryWarmup: warmup,
     runtimeS,
     cacheKnown,
     issue8: targets.results,
