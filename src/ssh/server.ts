@@ -7,6 +7,7 @@ import type { Hub } from '../command/get-wal.js';
 import type { KeyStore } from '../keys/key-store.js';
 import { toPlainAddress } from '../keys/from-pattern.js';
 import { Admission } from './admission.js';
+import { toAlgorithms } from './algorithms.js';
 import { handleAuthentication } from './auth.js';
 import { Connection } from './connection.js';
 import type { HostKey } from './host-keys.js';
@@ -37,47 +38,6 @@ export interface RunningServer {
   drain(): Promise<void>;
   /** Stops accepting, lets transfers in flight finish for up to `graceMs`, then ends every connection. */
   close(graceMs?: number): Promise<void>;
-}
-
-/**
- * Only what ssh-audit finds neither failing nor warning, as long as every
- * standby's stock OpenSSH client keeps one choice in each list. Defaults
- * checked (OpenSSH's myproposal.h, and the crypto-policies DEFAULT back-end
- * on RHEL, which replaces the built-in lists there):
- *   Debian 11 (8.4), 12 (9.2), 13 (10.0), RHEL 8 (8.0), RHEL 9 (8.7).
- * - kex: curve25519-sha256 is in every one of them (OpenSSH 7.4+; the
- *   @libssh.org name since 6.5). 10.0 prefers mlkem768x25519-sha256, which
- *   ssh2 lacks, and falls back to curve25519. The NIST curves (ssh-audit:
- *   fail) come back only with `fips_algorithms`, for clients under a FIPS
- *   policy, which allows no curve25519. Finite-field DH (group14-18, GEX) is
- *   left out although clean: the server's modular exponentiation runs on the
- *   event loop, and an attacker without a key would choose the 8192-bit group
- *   to stall every other connection.
- * - host key: ssh-ed25519 (every client; RHEL's DEFAULT policy too) and
- *   rsa-sha2-256/512 for an RSA host key; never SHA-1 ssh-rsa.
- * - cipher: chacha20-poly1305 and aes-gcm are in all of them, aes-ctr too
- *   (the only ones a FIPS policy keeps, with aes-gcm).
- * - mac: only the encrypt-then-MAC hmac-sha2 (in every default list, FIPS
- *   included); AEAD ciphers need none. Plain hmac-sha2-256/512 are
- *   encrypt-and-MAC (ssh-audit: warn).
- * Strict KEX (Terrapin) is ssh2's own: it always adds kex-strict-s-v00.
- * No compression: WAL is already decoded, zlib would only cost CPU.
- */
-const KEX = ['curve25519-sha256', 'curve25519-sha256@libssh.org'];
-const FIPS_KEX = ['ecdh-sha2-nistp256', 'ecdh-sha2-nistp384', 'ecdh-sha2-nistp521'];
-const HOST_KEY_ALGORITHMS = ['ssh-ed25519', 'rsa-sha2-512', 'rsa-sha2-256'];
-const FIPS_HOST_KEY_ALGORITHMS = ['ecdsa-sha2-nistp256', 'ecdsa-sha2-nistp384', 'ecdsa-sha2-nistp521'];
-const CIPHERS = ['chacha20-poly1305@openssh.com', 'aes256-gcm@openssh.com', 'aes128-gcm@openssh.com', 'aes256-ctr', 'aes192-ctr', 'aes128-ctr'];
-const MACS = ['hmac-sha2-256-etm@openssh.com', 'hmac-sha2-512-etm@openssh.com'];
-
-export function toAlgorithms(fips: boolean): ssh2.Algorithms {
-  return {
-    kex: fips ? [...KEX, ...FIPS_KEX] : KEX,
-    serverHostKey: fips ? [...HOST_KEY_ALGORITHMS, ...FIPS_HOST_KEY_ALGORITHMS] : HOST_KEY_ALGORITHMS,
-    cipher: CIPHERS,
-    hmac: MACS,
-    compress: ['none'],
-  } as ssh2.Algorithms;
 }
 
 /** sshd has no such limit; a socket that never sends its ident line gets 10 s, not the whole login grace time. */
