@@ -199,9 +199,12 @@ export function sshArgs(target, key, extra = [], { logLevel = 'ERROR' } = {}) {
   ];
 }
 
-/** A ControlMaster for `target` at `controlPath`, persisting in the background; stopped with `ssh -O exit`. */
-export async function startMaster(target, key, controlPath, { as } = {}) {
-  const args = sshArgs(target, key, ['-o', `ControlPath=${controlPath}`]);
+/**
+ * A ControlMaster for `target` at `controlPath`, persisting in the background; stopped with `ssh -O exit`.
+ * `extra`: more client options for the master (it negotiates the connection's algorithms).
+ */
+export async function startMaster(target, key, controlPath, { as, extra = [] } = {}) {
+  const args = sshArgs(target, key, ['-o', `ControlPath=${controlPath}`, ...extra]);
   // -f: ssh forks once authenticated; the foreground process exits 0 then.
   await run('ssh', ['-M', '-N', '-f', '-o', 'ControlPersist=60', ...args], { as, timeoutMs: 20_000 });
   await run('ssh', ['-O', 'check', ...args], { as });
