@@ -9,10 +9,10 @@
 // ControlMaster afresh; the window of segments is the same every round, so
 // rounds compare like with like. One more walhub variant serves other
 // segments first, as a hub that has been running does: its cache is full and
-// evicting, and the memory it decodes into has been used before. On a virtual
-// machine touching memory for the first time is slow (on the development
-// machine 1.1 s per 256 MiB, against 0.02 s to write it again), and a fresh
-// hub's cache fills 16 MiB of new memory per segment until its budget is used.
+// evicting, and the memory it decodes into has been used before. A fresh
+// hub's cache fills 16 MiB of memory new to the process per segment until its
+// budget is used (about 0.6-0.9 ms per MiB for the kernel to hand it out on
+// the development machine, once run.mjs has warmed the VM: see memory.mjs).
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { sha256File } from './archive.mjs';

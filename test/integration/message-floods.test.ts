@@ -1,0 +1,140 @@
+// Transport messages a client may send at any time and walhub must read and
+// drop (RFC 4253 11.2-11.3: SSH_MSG_IGNORE, SSH_MSG_DEBUG). A client that
+// streams them keeps its connection busy, not alive: login_grace_time still
+// ends a connection that never logs in, idle_timeout one that never runs a
+// command, and walhub keeps none of what it was sent.
+import { createRequire } from 'node:module';
+import ssh2 from 'ssh2';
+import { afterEach, expect, it } from 'vitest';
+import { startHub, type Hub } from '../helpers/hub.js';
+import { rssMiB, sampleRss } from '../helpers/proc.js';
+import { connectRaw } from '../helpers/raw-client.js';
+import { createClientKey } from '../helpers/ssh-client.js';
+
+// ssh2's client has no method that sends IGNORE or DEBUG; its packet writer does (ssh2 1.17 lib/protocol/utils.js).
+const { sendPacket } = createRequire(import.meta.url)('ssh2/lib/protocol/utils.js') as {
+  sendPacket(proto: unknown, packet: Buffer): void;
+};
+
+interface Internals {
+  _protocol: { _packetRW: { write: { allocStart: number; alloc(n: number): Buffer; finalize(p: Buffer): Buffer } } };
+  _sock: { writableLength: number; destroyed: boolean; once(event: 'drain' | 'close', listener: () => void): void };
+}
+
+const SSH_MSG_IGNORE = 2;
+const SSH_MSG_DEBUG = 4;
+/** Payload per message: near ssh2's largest packet, so that the flood is mostly bytes to decrypt. */
+const PAYLOAD = 32 * 1024;
+/** Growth allowed while the flood is decrypted: receive buffers and garbage not yet collected. */
+const MAX_GROWTH_MIB = 64;
+
+let hub: Hub | undefined;
+let client: ssh2.Client | undefined;
+
+afterEach(async () => {
+  client?.end();
+  await hub?.stop();
+  hub = undefined;
+  client = undefined;
+});
+
+function sendMessage(target: ssh2.Client, type: number, text: Buffer): void {
+  const { _protocol: proto } = target as unknown as Internals;
+  const rw = proto._packetRW.write;
+  const p = rw.allocStart;
+  if (type === SSH_MSG_IGNORE) {
+    const packet = rw.alloc(1 + 4 + text.length);
+    packet[p] = type;
+    packet.writeUInt32BE(text.length, p + 1);
+    text.copy(packet, p + 5);
+    sendPacket(proto, rw.finalize(packet));
+  } else {
+    // DEBUG: boolean always_display, string message, string language tag.
+    const packet = rw.alloc(1 + 1 + 4 + text.length + 4);
+    packet[p] = type;
+    packet[p + 1] = 1;
+    packet.writeUInt32BE(text.length, p + 2);
+    text.copy(packet, p + 6);
+    packet.writeUInt32BE(0, p + 6 + text.length);
+    sendPacket(proto, rw.finalize(packet));
+  }
+}
+
+/**
+ * Sends IGNORE and DEBUG messages, alternately, as fast as the socket takes
+ * them, until walhub closes the connection or `limitMs` passes. Resolves the
+ * bytes sent and whether walhub closed it.
+ */
+async function floodUntilClosed(target: ssh2.Client, limitMs: number): Promise<{ bytes: number; closed: boolean; ms: number }> {
+  const sock = (target as unknown as Internals)._sock;
+  const text = Buffer.alloc(PAYLOAD, 'x');
+  let closed = false;
+  sock.once('close', () => (closed = true));
+  const started = Date.now();
+  let bytes = 0;
+  for (let i = 0; !closed && !sock.destroyed && Date.now() - started < limitMs; i++) {
+    sendMessage(target, i % 2 === 0 ? SSH_MSG_IGNORE : SSH_MSG_DEBUG, text);
+    bytes += PAYLOAD;
+    if (sock.writableLength > 1024 * 1024) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 200);
+        const done = () => {
+          clearTimeout(timer);
+          resolve();
+        };
+        sock.once('drain', done);
+        sock.once('close', done);
+      });
+    }
+  }
+  return { bytes, closed, ms: Date.now() - started };
+}
+
+async function startWithStandby(limits: string) {
+  hub = await startHub({ extraToml: `[limits]\n${limits}\n` });
+  const standby = await createClientKey(hub.dir, 'standby-a');
+  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+  return { hub, standby };
+}
+
+it('ends a connection that streams IGNORE and DEBUG messages instead of logging in, at login_grace_time', async () => {
+  const { hub } = await startWithStandby('login_grace_time = "2s"');
+  const stranger = new ssh2.Client();
+  client = stranger;
+  stranger.on('error', () => undefined);
+  // Past the key exchange, then never an authentication method: the handler never answers.
+  const handshake = new Promise<void>((resolve) => stranger.once('handshake', () => resolve()));
+  stranger.connect({ host: '127.0.0.1', port: hub.port, username: 'walhub', authHandler: () => undefined, readyTimeout: 60_000 });
+  await handshake;
+  const pid = hub.process.pid!;
+  const before = await rssMiB(pid);
+  const rss = sampleRss(pid);
+  const flood = await floodUntilClosed(stranger, 20_000);
+  rss.stop();
+  console.log(`before login: ${(flood.bytes / 2 ** 20).toFixed(0)} MiB of IGNORE/DEBUG in ${flood.ms} ms; walhub RSS ${before.toFixed(0)} MiB, peak ${rss.peak().toFixed(0)} MiB`);
+  expect(flood.closed).toBe(true);
+  // 2 s of grace from the TCP accept; the handshake came before the flood started.
+  expect(flood.ms).toBeLessThan(6_000);
+  expect(flood.bytes).toBeGreaterThan(PAYLOAD);
+  expect(rss.peak() - before).toBeLessThan(MAX_GROWTH_MIB);
+  const line = await hub.waitForLog((l) => l.msg === 'login failed');
+  expect(line.reason).toBe('login grace time exceeded');
+}, 60_000);
+
+it('ends a logged-in connection that runs no command and only streams IGNORE and DEBUG messages, at idle_timeout', async () => {
+  const { hub, standby } = await startWithStandby('idle_timeout = "2s"');
+  client = await connectRaw(hub, standby);
+  const pid = hub.process.pid!;
+  const before = await rssMiB(pid);
+  const rss = sampleRss(pid);
+  const flood = await floodUntilClosed(client, 20_000);
+  rss.stop();
+  console.log(`logged in: ${(flood.bytes / 2 ** 20).toFixed(0)} MiB of IGNORE/DEBUG in ${flood.ms} ms; walhub RSS ${before.toFixed(0)} MiB, peak ${rss.peak().toFixed(0)} MiB`);
+  expect(flood.closed).toBe(true);
+  expect(flood.ms).toBeLessThan(6_000);
+  expect(flood.bytes).toBeGreaterThan(PAYLOAD);
+  expect(rss.peak() - before).toBeLessThan(MAX_GROWTH_MIB);
+  const records = await hub.audit();
+  expect(records.find((r) => r.event === 'disconnect' && r.user === 'walhub')).toMatchObject({ reason: 'idle timeout', requests: 0 });
+}, 60_000);
