@@ -9,8 +9,10 @@
 // cost a walhub pays there is the second one. The first one would charge
 // whichever variant allocates the most new memory (a fresh hub's cache fills
 // 16 MiB a segment) for the machine's youth rather than its own work.
+// Also run on its own, by .ci/run before the tests: `node test/bench/memory.mjs`.
 import { spawnSync } from 'node:child_process';
 import { totalmem } from 'node:os';
+import { pathToFileURL } from 'node:url';
 
 const PROBE_MIB = 256;
 
@@ -53,4 +55,8 @@ export function describeWarmup({ before, after, warmedMiB, warmMs }) {
     `memory: a new process wrote new memory at ${perMiB(before)}; after ${warmedMiB} MiB written once ` +
     `(${(warmMs / 1000).toFixed(1)} s, as a host that has been up has), ${perMiB(after)}`
   );
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  process.stdout.write(`${describeWarmup(warmMachineMemory())}\n`);
 }
