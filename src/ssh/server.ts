@@ -13,6 +13,7 @@ import { Connection } from './connection.js';
 import type { HostKey } from './host-keys.js';
 import { PenaltyBox } from './penalties.js';
 import { readProxyHeader, startsLikeProxyHeader } from './proxy-protocol.js';
+import { RekeyBudget } from './rekey-budget.js';
 import { RefusalLog } from './refusal-log.js';
 import { RefusalLimiter } from './refusal-limiter.js';
 import { handleSession } from './session.js';
@@ -44,6 +45,8 @@ export interface RunningServer {
 const IDENT_TIMEOUT_MS = 10_000;
 /** A balancer's header comes with its first packet; 5 s is generous even across a WAN. */
 const PROXY_HEADER_TIMEOUT_MS = 5_000;
+/** See rekey-budget.ts. Before login, penalized as a login that timed out. */
+const TOO_MANY_REKEYS = 'key re-exchanges too frequent';
 /** A login keeps its source exempt from penalties this long (see penalties.ts). */
 const LOGIN_EXEMPTS_SOURCE_MS = 24 * 3_600_000;
 /** Like sshd's max-sources4/6. */
@@ -57,7 +60,7 @@ interface Front {
    * across listeners: hence one Front per listener). ssh2 reports a
    * connection with its address, not its socket.
    */
-  readonly awaitingIdent: Map<string, { conn: Connection; identArrived: () => void }>;
+  readonly awaitingIdent: Map<string, { conn: Connection; identArrived: () => void; cutOff: (reason: string) => void }>;
 }
 
 /**
@@ -93,6 +96,13 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         client.on('error', (error) => conn?.log.debug({ err: error.message }, 'connection error'));
         if (!waiting || !conn) return client.end();
         waiting.identArrived();
+        const rekeys = new RekeyBudget(Date.now());
+        client.on('rekey', () => {
+          if (rekeys.take(Date.now())) return;
+          // Before login the close is logged as a failed login, with this reason.
+          if (conn.identity) conn.log.warn({ address: conn.remoteAddress }, `connection closed: ${TOO_MANY_REKEYS}`);
+          waiting.cutOff(TOO_MANY_REKEYS);
+        });
         conn.attach(client, info.header.identRaw);
         deps.audit.record('connect', conn.fields());
         handleClient(client, conn);
@@ -175,7 +185,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     };
     const identKey = `${socket.remoteAddress}:${socket.remotePort}`;
     const identTimer = setTimeout(timeOut('no SSH identification line within 10 s'), IDENT_TIMEOUT_MS);
-    front.awaitingIdent.set(identKey, { conn, identArrived: () => clearTimeout(identTimer) });
+    front.awaitingIdent.set(identKey, { conn, identArrived: () => clearTimeout(identTimer), cutOff: (reason) => timeOut(reason)() });
     // sshd's LoginGraceTime, counted from the TCP accept.
     const grace = setTimeout(timeOut('login grace time exceeded'), limits.loginGraceTime);
     conn.onAuthenticated = () => {

@@ -2,13 +2,16 @@
 // drop (RFC 4253 11.2-11.3: SSH_MSG_IGNORE, SSH_MSG_DEBUG). A client that
 // streams them keeps its connection busy, not alive: login_grace_time still
 // ends a connection that never logs in, idle_timeout one that never runs a
-// command, and walhub keeps none of what it was sent.
+// command, and walhub keeps none of what it was sent. A client may also ask
+// for a new key exchange at any time (RFC 4253 9), which costs walhub about
+// 2 ms of its event loop each: one that asks in a loop is cut off.
 import { createRequire } from 'node:module';
 import ssh2 from 'ssh2';
 import { afterEach, expect, it } from 'vitest';
+import { createServerDir } from '../helpers/archive.js';
 import { startHub, type Hub } from '../helpers/hub.js';
 import { rssMiB, sampleRss } from '../helpers/proc.js';
-import { connectRaw } from '../helpers/raw-client.js';
+import { connectRaw, runRaw } from '../helpers/raw-client.js';
 import { createClientKey } from '../helpers/ssh-client.js';
 
 // ssh2's client has no method that sends IGNORE or DEBUG; its packet writer does (ssh2 1.17 lib/protocol/utils.js).
@@ -17,7 +20,7 @@ const { sendPacket } = createRequire(import.meta.url)('ssh2/lib/protocol/utils.j
 };
 
 interface Internals {
-  _protocol: { _packetRW: { write: { allocStart: number; alloc(n: number): Buffer; finalize(p: Buffer): Buffer } } };
+  _protocol: { rekey(): void; _packetRW: { write: { allocStart: number; alloc(n: number): Buffer; finalize(p: Buffer): Buffer } } };
   _sock: { writableLength: number; destroyed: boolean; once(event: 'drain' | 'close', listener: () => void): void };
 }
 
@@ -90,6 +93,17 @@ async function floodUntilClosed(target: ssh2.Client, limitMs: number): Promise<{
   return { bytes, closed, ms: Date.now() - started };
 }
 
+/** A client past the key exchange that never offers an authentication method (its handler never answers). */
+async function connectWithoutLogin(target: Hub): Promise<ssh2.Client> {
+  const stranger = new ssh2.Client();
+  client = stranger;
+  stranger.on('error', () => undefined);
+  const handshake = new Promise<void>((resolve) => stranger.once('handshake', () => resolve()));
+  stranger.connect({ host: '127.0.0.1', port: target.port, username: 'walhub', authHandler: () => undefined, readyTimeout: 60_000 });
+  await handshake;
+  return stranger;
+}
+
 async function startWithStandby(limits: string) {
   hub = await startHub({ extraToml: `[limits]\n${limits}\n` });
   const standby = await createClientKey(hub.dir, 'standby-a');
@@ -100,13 +114,7 @@ async function startWithStandby(limits: string) {
 
 it('ends a connection that streams IGNORE and DEBUG messages instead of logging in, at login_grace_time', async () => {
   const { hub } = await startWithStandby('login_grace_time = "2s"');
-  const stranger = new ssh2.Client();
-  client = stranger;
-  stranger.on('error', () => undefined);
-  // Past the key exchange, then never an authentication method: the handler never answers.
-  const handshake = new Promise<void>((resolve) => stranger.once('handshake', () => resolve()));
-  stranger.connect({ host: '127.0.0.1', port: hub.port, username: 'walhub', authHandler: () => undefined, readyTimeout: 60_000 });
-  await handshake;
+  const stranger = await connectWithoutLogin(hub);
   const pid = hub.process.pid!;
   const before = await rssMiB(pid);
   const rss = sampleRss(pid);
@@ -137,4 +145,71 @@ it('ends a logged-in connection that runs no command and only streams IGNORE and
   expect(rss.peak() - before).toBeLessThan(MAX_GROWTH_MIB);
   const records = await hub.audit();
   expect(records.find((r) => r.event === 'disconnect' && r.user === 'walhub')).toMatchObject({ reason: 'idle timeout', requests: 0 });
+}, 60_000);
+
+/** Starts a key re-exchange and resolves when it is done (ssh2's client emits 'handshake' for each). */
+function rekey(target: ssh2.Client): Promise<void> {
+  return new Promise((resolve) => {
+    target.once('handshake', () => resolve());
+    (target as unknown as Internals)._protocol.rekey();
+  });
+}
+
+/** Re-keys again as soon as each exchange ends, until the connection closes or `limitMs` passes. */
+function rekeyInALoop(target: ssh2.Client, limitMs: number): Promise<{ exchanges: number; closed: boolean; ms: number }> {
+  const started = Date.now();
+  let exchanges = 0;
+  return new Promise((resolve) => {
+    const finish = (closed: boolean) => {
+      clearTimeout(timer);
+      target.removeListener('handshake', again);
+      resolve({ exchanges, closed, ms: Date.now() - started });
+    };
+    const timer = setTimeout(() => finish(false), limitMs);
+    const again = () => {
+      exchanges++;
+      setImmediate(() => {
+        try {
+          (target as unknown as Internals)._protocol.rekey();
+        } catch {
+          // closed meanwhile: 'close' reports it
+        }
+      });
+    };
+    target.on('handshake', again);
+    target.once('close', () => finish(true));
+    (target as unknown as Internals)._protocol.rekey();
+  });
+}
+
+it('cuts off a client that re-keys in a loop instead of logging in, and logs it as a failed login', async () => {
+  const { hub } = await startWithStandby('login_grace_time = "60s"');
+  const stranger = await connectWithoutLogin(hub);
+  const loop = await rekeyInALoop(stranger, 20_000);
+  console.log(`before login: ${loop.exchanges} re-exchanges in ${loop.ms} ms, then ${loop.closed ? 'closed' : 'still open'}`);
+  expect(loop.closed).toBe(true);
+  // A burst of 4, refilled one every 2 s: the fifth or so comes too soon.
+  expect(loop.exchanges).toBeGreaterThanOrEqual(4);
+  expect(loop.exchanges).toBeLessThanOrEqual(6);
+  const line = await hub.waitForLog((l) => l.msg === 'login failed');
+  expect(line.reason).toBe('key re-exchanges too frequent');
+}, 60_000);
+
+it('lets a logged-in client re-key now and then, and cuts off one that re-keys in a loop', async () => {
+  const { hub, standby } = await startWithStandby('');
+  await createServerDir(hub.archive, 'pg1');
+  client = await connectRaw(hub, standby);
+  // A burst, then one more after a pause: what a client with a small RekeyLimit would do.
+  for (let i = 0; i < 4; i++) await rekey(client);
+  await new Promise((resolve) => setTimeout(resolve, 2_100));
+  await rekey(client);
+  const served = await runRaw(client, 'get-wal pg1 000000010000000000000001');
+  expect([served.status, served.stderr]).toEqual([1, 'walhub: WAL file not found in the archive (pg1 000000010000000000000001)\n']);
+  const loop = await rekeyInALoop(client, 20_000);
+  console.log(`logged in: ${loop.exchanges} re-exchanges in ${loop.ms} ms, then ${loop.closed ? 'closed' : 'still open'}`);
+  expect(loop.closed).toBe(true);
+  expect(loop.exchanges).toBeLessThanOrEqual(6);
+  const records = await hub.audit();
+  expect(records.find((r) => r.event === 'disconnect' && r.user === 'walhub')).toMatchObject({ reason: 'key re-exchanges too frequent', requests: 1 });
+  await hub.waitForLog((l) => l.msg === 'connection closed: key re-exchanges too frequent');
 }, 60_000);

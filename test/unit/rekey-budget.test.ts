@@ -1,0 +1,34 @@
+import { describe, expect, it } from 'vitest';
+import { REKEY_BURST, REKEY_REFILL_MS, RekeyBudget } from '../../src/ssh/rekey-budget.js';
+
+describe('RekeyBudget', () => {
+  it('allows a burst of re-exchanges, then refuses until time refills it', () => {
+    const budget = new RekeyBudget(0);
+    for (let i = 0; i < REKEY_BURST; i++) expect(budget.take(10 * i)).toBe(true);
+    expect(budget.take(100)).toBe(false);
+    expect(budget.take(REKEY_REFILL_MS - 1)).toBe(false);
+    expect(budget.take(REKEY_REFILL_MS + 100)).toBe(true);
+    expect(budget.take(REKEY_REFILL_MS + 200)).toBe(false);
+  });
+
+  it('never refuses a client that re-keys no more often than the refill', () => {
+    const budget = new RekeyBudget(0);
+    for (let t = 0; t < 1_000 * REKEY_REFILL_MS; t += REKEY_REFILL_MS) expect(budget.take(t)).toBe(true);
+  });
+
+  it('holds a looping client to one re-exchange per refill period, whatever it tried', () => {
+    const budget = new RekeyBudget(0);
+    let allowed = 0;
+    // 100 attempts a second for 60 s.
+    for (let t = 0; t < 60_000; t += 10) if (budget.take(t)) allowed++;
+    expect(allowed).toBe(REKEY_BURST + Math.floor(60_000 / REKEY_REFILL_MS) - 1);
+  });
+
+  it('keeps no more than the burst however long the connection was quiet, and ignores a clock going back', () => {
+    const budget = new RekeyBudget(0);
+    let allowed = 0;
+    for (let i = 0; i < 10; i++) if (budget.take(3_600_000)) allowed++;
+    expect(allowed).toBe(REKEY_BURST);
+    expect(budget.take(0)).toBe(false);
+  });
+});
