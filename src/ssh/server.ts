@@ -207,6 +207,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         // penalties bound how many a source can cause.
         const reason = conn.closeReason ?? 'authentication failed';
         conn.log.warn({ address, reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
+      } else if (!authenticated && !closing && !healthCheck) {
+        // No line for these: the penalty, once it shuts the source out, writes one.
+        penalties.penalize(source, limits.penaltyNoAuth);
       }
       // A health check that went no further than the banner is no one's connection.
       if (healthCheck && conn.clientIdent === undefined) return;

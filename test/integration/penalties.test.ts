@@ -1,5 +1,5 @@
-// PerSourcePenalties: a host whose logins keep failing is refused at accept
-// for a while, logged once; standbys elsewhere, and a host a standby logged
+// PerSourcePenalties: a host whose logins keep failing, or that keeps making
+// walhub exchange keys without trying one, is refused at accept for a while, logged once; standbys elsewhere, and a host a standby logged
 // in from, are not affected. The lines walhub wrote are then run through
 // the shipped fail2ban filter with the real fail2ban-regex.
 import { execFile } from 'node:child_process';
@@ -99,6 +99,34 @@ it('never penalizes a host a still-authorized key logged in from, until the key 
   const before = hub.logLines.length;
   await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
   await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1 && hub.logLines.indexOf(l) >= before);
+}, 60_000);
+
+/** Connects from `localAddress`, lets the key exchange finish, and leaves without trying a key. */
+function exchangeKeysAndLeave(localAddress: string): Promise<'left before login' | 'refused at accept'> {
+  return new Promise((resolve) => {
+    const client = new ssh2.Client();
+    let handshake = false;
+    client.on('handshake', () => {
+      handshake = true;
+      client.end();
+    });
+    client.on('error', () => undefined);
+    client.on('close', () => resolve(handshake ? 'left before login' : 'refused at accept'));
+    client.connect({ host: '127.0.0.1', port: hub.port, localAddress, username: 'walhub', authHandler: () => undefined, readyTimeout: 10_000 });
+  });
+}
+
+it('refuses a host that keeps making walhub exchange keys without ever trying one, and logs it once', async () => {
+  const outcomes: string[] = [];
+  for (let i = 0; i < 30; i++) outcomes.push(await exchangeKeysAndLeave('127.0.0.5'));
+  const left = outcomes.filter((o) => o === 'left before login').length;
+  // penalty_min 3s at penalty_no_auth's 1s a connection: the third or fourth starts the penalty.
+  expect(left).toBeGreaterThanOrEqual(3);
+  expect(left).toBeLessThanOrEqual(5);
+  expect(outcomes.slice(left)).toEqual(new Array(30 - left).fill('refused at accept'));
+  expect(refusalLines('127.0.0.5').map((l) => l.reason)).toEqual(['penalized for failed logins']);
+  // No line per connection: only the penalty's.
+  expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.5')).toEqual([]);
 }, 60_000);
 
 it('the shipped fail2ban filter finds every refusal walhub wrote, with the address it refused', async () => {

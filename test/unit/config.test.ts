@@ -48,6 +48,7 @@ describe('parseConfig', () => {
       perSourceIpv6Prefix: 64,
       penaltyAuthFailure: 5_000,
       penaltyLoginTimeout: 10_000,
+      penaltyNoAuth: 1_000,
       penaltyMin: 15_000,
       penaltyMax: 600_000,
       maxDecodeWindow: 16 * 1024 * 1024,
@@ -88,6 +89,7 @@ per_source_max_connections = 6
 per_source_ipv6_prefix = 56
 penalty_auth_failure = "30s"
 penalty_login_timeout = "1m"
+penalty_no_auth = "3s"
 penalty_min = "1m"
 penalty_max = "1h"
 max_decode_window = "8MiB"
@@ -133,6 +135,7 @@ readahead = 8
         perSourceIpv6Prefix: 56,
         penaltyAuthFailure: 30_000,
         penaltyLoginTimeout: 60_000,
+        penaltyNoAuth: 3_000,
         penaltyMin: 60_000,
         penaltyMax: 3_600_000,
         maxDecodeWindow: 8 * 1024 * 1024,
@@ -153,7 +156,7 @@ readahead = 8
   });
 
   it('takes "0s" as no penalty', () => {
-    expect(parseConfig('[limits]\npenalty_auth_failure = "0s"\npenalty_login_timeout = 0\n', FILE).limits).toMatchObject({ penaltyAuthFailure: 0, penaltyLoginTimeout: 0 });
+    expect(parseConfig('[limits]\npenalty_auth_failure = "0s"\npenalty_login_timeout = 0\npenalty_no_auth = "0s"\n', FILE).limits).toMatchObject({ penaltyAuthFailure: 0, penaltyLoginTimeout: 0, penaltyNoAuth: 0 });
   });
 
   it('resolves relative paths against the directory of the config file, not the working directory', () => {
@@ -186,7 +189,7 @@ readahead = 8
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
-      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_min, penalty_max, max_decode_window, max_segment_size, max_transfers_per_key, stall_timeout, session_start_timeout)`,
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_no_auth, penalty_min, penalty_max, max_decode_window, max_segment_size, max_transfers_per_key, stall_timeout, session_start_timeout)`,
     ],
     ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
