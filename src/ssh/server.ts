@@ -207,7 +207,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         // penalties bound how many a source can cause.
         const reason = conn.closeReason ?? 'authentication failed';
         conn.log.warn({ address, reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
-      } else if (!authenticated && !closing && !healthCheck) {
+      } else if (!authenticated && !closing && !healthCheck && conn.clientIdent !== undefined) {
+        // Only past the ident line, where a key exchange starts: a balancer's or a
+        // monitor's check that reads the banner and leaves cost walhub next to nothing.
         // No line for these: the penalty, once it shuts the source out, writes one.
         penalties.penalize(source, limits.penaltyNoAuth);
       }

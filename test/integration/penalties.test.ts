@@ -4,6 +4,7 @@
 // the shipped fail2ban filter with the real fail2ban-regex.
 import { execFile } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
@@ -127,6 +128,28 @@ it('refuses a host that keeps making walhub exchange keys without ever trying on
   expect(refusalLines('127.0.0.5').map((l) => l.reason)).toEqual(['penalized for failed logins']);
   // No line per connection: only the penalty's.
   expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.5')).toEqual([]);
+}, 60_000);
+
+/** Connects from `localAddress`, reads walhub's banner and leaves without a word, as a TCP health check does. */
+function readBannerAndLeave(localAddress: string): Promise<'banner' | 'refused at accept'> {
+  return new Promise((resolve) => {
+    let seen = '';
+    const socket = connect({ host: '127.0.0.1', port: hub.port, localAddress });
+    socket.setEncoding('utf8');
+    socket.on('data', (text: string) => {
+      seen += text;
+      if (seen.startsWith('SSH-2.0-')) socket.destroy();
+    });
+    socket.on('error', () => undefined);
+    socket.on('close', () => resolve(seen.startsWith('SSH-2.0-') ? 'banner' : 'refused at accept'));
+  });
+}
+
+it('never penalizes a check that only reads the banner, however often it comes', async () => {
+  const outcomes: string[] = [];
+  for (let i = 0; i < 40; i++) outcomes.push(await readBannerAndLeave('127.0.0.6'));
+  expect(outcomes).toEqual(new Array(40).fill('banner'));
+  expect(refusalLines('127.0.0.6')).toEqual([]);
 }, 60_000);
 
 it('the shipped fail2ban filter finds every refusal walhub wrote, with the address it refused', async () => {
