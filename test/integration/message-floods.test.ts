@@ -188,9 +188,10 @@ it('cuts off a client that re-keys in a loop instead of logging in, and logs it 
   const loop = await rekeyInALoop(stranger, 20_000);
   console.log(`before login: ${loop.exchanges} re-exchanges in ${loop.ms} ms, then ${loop.closed ? 'closed' : 'still open'}`);
   expect(loop.closed).toBe(true);
-  // A burst of 4, refilled one every 2 s: the fifth or so comes too soon.
+  // A burst of 4, refilled one every 2 s: the fifth or so comes too soon (a
+  // slow machine earns a refill or two meanwhile; without the limit: hundreds).
   expect(loop.exchanges).toBeGreaterThanOrEqual(4);
-  expect(loop.exchanges).toBeLessThanOrEqual(6);
+  expect(loop.exchanges).toBeLessThanOrEqual(8);
   const line = await hub.waitForLog((l) => l.msg === 'login failed');
   expect(line.reason).toBe('key re-exchanges too frequent');
 }, 60_000);
@@ -208,7 +209,7 @@ it('lets a logged-in client re-key now and then, and cuts off one that re-keys i
   const loop = await rekeyInALoop(client, 20_000);
   console.log(`logged in: ${loop.exchanges} re-exchanges in ${loop.ms} ms, then ${loop.closed ? 'closed' : 'still open'}`);
   expect(loop.closed).toBe(true);
-  expect(loop.exchanges).toBeLessThanOrEqual(6);
+  expect(loop.exchanges).toBeLessThanOrEqual(8);
   const records = await hub.audit();
   expect(records.find((r) => r.event === 'disconnect' && r.user === 'walhub')).toMatchObject({ reason: 'key re-exchanges too frequent', requests: 1 });
   await hub.waitForLog((l) => l.msg === 'connection closed: key re-exchanges too frequent');
