@@ -3,20 +3,15 @@
 // with their default algorithm lists, and use AES-GCM where the CPU has AES instructions. fips_algorithms brings back exactly
 // the NIST curves a FIPS crypto policy needs, at ssh-audit's cost of 3 failures.
 import { execFile } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServerDir } from '../helpers/archive.js';
+import { AES_INSTRUCTIONS, CIPHERS_OFFERED } from '../helpers/ciphers.js';
 import { startHub, type Hub } from '../helpers/hub.js';
 import { requireProgram } from '../helpers/programs.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
 const run = promisify(execFile);
-// Read here apart from walhub's own check: x86 "flags" / arm64 "Features" name the AES instructions "aes".
-const AES_INSTRUCTIONS = /^(flags|Features)\s*:.*\baes\b/m.test(readFileSync('/proc/cpuinfo', 'utf8'));
-const CIPHERS_OFFERED = AES_INSTRUCTIONS
-  ? ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com']
-  : ['chacha20-poly1305@openssh.com', 'aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'aes128-ctr', 'aes192-ctr', 'aes256-ctr'];
 const NOT_FOUND = 'walhub: WAL file not found in the archive (pg1 000000010000000000000001)\n';
 let hub: Hub;
 let fipsHub: Hub;

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { AES_INSTRUCTIONS, CIPHERS_OFFERED } from '../helpers/ciphers.js';
 import { CLI, startHub, type Hub } from '../helpers/hub.js';
 import { requireProgram } from '../helpers/programs.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
@@ -58,6 +59,13 @@ describe('walhub check', () => {
     const result = await walhub(['check', '--config', config], { ...process.env, PATH: join(dir, 'no-programs') });
     expect(result.stdout).toContain('decoders      gzip, zstd, snappy (not available: bzip2, xz, lz4)\n');
     expect(result.stdout).toContain('encoders      gzip (not available: bzip2)\n');
+  });
+
+  it('names the ciphers it offers, which depend on whether the CPU has AES instructions', async () => {
+    const config = await writeConfig('ciphers.toml', `archive = ${JSON.stringify(dir)}\nauthorized_keys = ${JSON.stringify(join(dir, 'no-keys'))}\n`);
+    const result = await walhub(['check', '--config', config]);
+    const why = AES_INSTRUCTIONS ? 'this CPU has AES instructions' : 'no AES instructions on this CPU';
+    expect(result.stdout).toContain(`ciphers       ${CIPHERS_OFFERED.join(', ')} (${why})\n`);
   });
 
   it('serve refuses the same configuration with the same lines', async () => {
