@@ -4,7 +4,7 @@ import { findEscapingLinks } from '../archive/lookup.js';
 import { loadConfig, SERVER_ID } from '../config.js';
 import { isWalhubError } from '../errors.js';
 import { parseAuthorizedKeys, type KeyEntry, type KeySet } from '../keys/authorized-keys.js';
-import { cpuHasAes, toAlgorithms } from '../ssh/algorithms.js';
+import { cpuHasAes, offeredCiphers } from '../ssh/algorithms.js';
 import { loadHostKeys } from '../ssh/host-keys.js';
 import { COMMON_OPTIONS_HELP, parseOptions, reportKnownError, type CliResult } from './options.js';
 
@@ -94,8 +94,7 @@ export async function runCheck(args: string[]): Promise<CliResult> {
   out(`encoders      ${[...decoders.encoders.keys()].join(', ')}${notAvailable(decoders.missingEncoders)}`);
   // Which cipher OpenSSH clients end up with depends on this CPU (see algorithms.ts).
   const aes = cpuHasAes();
-  const ciphers = toAlgorithms(config.fipsAlgorithms, aes).cipher as string[];
-  out(`ciphers       ${ciphers.join(', ')} (${aes ? 'this CPU has AES instructions' : 'no AES instructions on this CPU'})`);
+  out(`ciphers       ${offeredCiphers(aes).join(', ')} (${aes ? 'this CPU has AES instructions' : 'no AES instructions on this CPU'})`);
 
   for (const warning of warnings) process.stderr.write(`walhub: warning: ${warning}\n`);
   for (const problem of problems) process.stderr.write(`walhub: ${problem}\n`);
