@@ -23,7 +23,8 @@
 // least this many segments, default 42), WALHUB_CLI (another build's
 // dist/cli.js, to compare a change), BENCH_WARM_MEMORY_MIB (memory written once
 // before the servers start, see memory.mjs; default a third of RAM up to 8 GiB,
-// 0 skips it), and benchmark 4's BENCH_AUDIT_LINES and BENCH_AUDIT_ROUNDS. A whole run takes about 10 minutes on 2 cores.
+// 0 skips it), and benchmark 4's BENCH_AUDIT_LINES and BENCH_AUDIT_ROUNDS.
+// A whole run takes about 8 minutes on 2 cores.
 // Everything runs on 127.0.0.1 and in one temp dir, and is stopped and removed at the end.
 import { spawnSync } from 'node:child_process';
 import { statSync } from 'node:fs';
