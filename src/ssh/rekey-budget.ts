@@ -13,21 +13,13 @@ export const REKEY_REFILL_MS = 2_000;
 
 /** A token bucket over re-exchanges: take() answers whether one more is allowed now. */
 export class RekeyBudget {
-  private tokens: number;
-  private updatedAt: number;
+  private tokens = REKEY_BURST;
 
-  constructor(
-    now: number,
-    private readonly burst = REKEY_BURST,
-    private readonly refillMs = REKEY_REFILL_MS,
-  ) {
-    this.tokens = burst;
-    this.updatedAt = now;
-  }
+  constructor(private updatedAt: number) {}
 
   take(now: number): boolean {
-    const earned = Math.max(0, now - this.updatedAt) / this.refillMs;
-    this.tokens = Math.min(this.burst, this.tokens + earned);
+    const earned = Math.max(0, now - this.updatedAt) / REKEY_REFILL_MS;
+    this.tokens = Math.min(REKEY_BURST, this.tokens + earned);
     this.updatedAt = now;
     if (this.tokens < 1) return false;
     this.tokens -= 1;

@@ -21,7 +21,8 @@ export function findPostgres() {
   return { bins };
 }
 
-const segno = (name) => {
+/** A 16 MiB segment's number within its timeline (256 per log file). */
+export const segno = (name) => {
   const m = SEGMENT.exec(name);
   return parseInt(m[2], 16) * 256 + parseInt(m[3], 16);
 };

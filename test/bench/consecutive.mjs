@@ -15,7 +15,7 @@
 // the development machine, once run.mjs has warmed the VM: see memory.mjs).
 import { chmod, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { sha256File } from './archive.mjs';
+import { segno, sha256File } from './archive.mjs';
 import { countCacheHits, describeHits } from './cache-hits.mjs';
 import { fetchToFile } from './fetch.mjs';
 import { fixed, formatTable, makeDir, summarize, timeRun, verdict } from './lib.mjs';
@@ -159,7 +159,7 @@ function describeRuns(names) {
   const runs = [];
   for (const name of names) {
     const last = runs.at(-1);
-    if (last && BigInt(`0x${name}`) === BigInt(`0x${last.at(-1)}`) + 1n) last.push(name);
+    if (last && segno(name) === segno(last.at(-1)) + 1) last.push(name);
     else runs.push([name]);
   }
   return runs.map((run) => (run.length === 1 ? run[0] : `${run[0]} .. ${run.at(-1)}`)).join(', ');
