@@ -8,12 +8,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createServerDir } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { chownToPostgres, createCluster, createStandby, toShellWord, type PgCluster } from '../helpers/postgres.js';
 import { requireProgram } from '../helpers/programs.js';
 import { createFillTable, dropPrimaryConninfo, toTableChecksum, waitForReplay, writeAndSwitch } from '../helpers/replication.js';
 import { createStandbyAccess, toRestoreCommand, type StandbyAccess } from '../helpers/restore-command.js';
-import { createClientKey, sshArgs } from '../helpers/ssh-client.js';
+import { sshArgs } from '../helpers/ssh-client.js';
 
 const cleanups: (() => Promise<unknown>)[] = [];
 afterAll(async () => {
@@ -79,15 +79,14 @@ describe.each([1, 64, 1024])('a cluster with %i MiB WAL segments', (sizeMB) => {
     await primary.start();
     await createFillTable(primary);
 
-    hub = await startHub({
+    const started = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }, {
       archive,
       // The default bound is 64 MiB: a 1 GiB cluster is configured, as the README says.
       ...(sizeMB > 64 ? { extraToml: `[limits]\nmax_segment_size = "${sizeMB}MiB"` } : {}),
     });
+    hub = started.hub;
     cleanups.push(() => hub.stop());
-    const key = await createClientKey(hub.dir, 'standby-a');
-    await hub.writeKeys([{ key, options: 'servers="pg1"' }]);
-    await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+    const key = started.keys['standby-a'];
     const idlePeak = await peakRss(hub.process.pid!);
     access = await createStandbyAccess(hub, key);
     cleanups.push(() => access.cleanup());

@@ -3,7 +3,7 @@ import { appendFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/pro
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { ClientKey, SshTarget } from './ssh-client.js';
+import { createClientKey, type ClientKey, type SshTarget } from './ssh-client.js';
 
 export const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
 
@@ -39,6 +39,11 @@ export interface Hub extends SshTarget {
   /** Audit records written so far (waits briefly for the asynchronous writer). */
   audit(): Promise<Record<string, unknown>[]>;
   writeKeys(lines: readonly { key: ClientKey; options: string }[]): Promise<void>;
+  /**
+   * writeKeys, then the reload that read them: a login before it may meet the old set. The count awaited is lines.length
+   * (distinct, valid keys), from a line logged after the write: the load at start (0 keys) or an earlier one may match it.
+   */
+  loadKeys(lines: readonly { key: ClientKey; options: string }[]): Promise<void>;
   waitForLog(predicate: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
   stop(): Promise<number | null>;
 }
@@ -150,6 +155,11 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
     logLines,
     logBytes: () => logBytes,
     writeKeys,
+    async loadKeys(lines) {
+      const from = logLines.length;
+      await writeKeys(lines);
+      await waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === lines.length && logLines.indexOf(l) >= from);
+    },
     waitForLog,
     async audit() {
       // The audit writer is asynchronous; give it a moment to reach the file.
@@ -171,6 +181,27 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
       return code === 'timeout' ? null : code;
     },
   };
+}
+
+/**
+ * A hub its standbys can log in to from the first test, keys made in its directory so that they go with it. If the
+ * keys fail, the hub is stopped here: no caller gets it to stop.
+ */
+export async function startHubWithStandbys<Name extends string>(
+  standbys: Readonly<Record<Name, string>>,
+  options: HubOptions = {},
+): Promise<{ hub: Hub; keys: Record<Name, ClientKey> }> {
+  const hub = await startHub(options);
+  try {
+    const names = Object.keys(standbys) as Name[];
+    const made = await Promise.all(names.map((name) => createClientKey(hub.dir, name)));
+    const keys = Object.fromEntries(names.map((name, i) => [name, made[i]!])) as Record<Name, ClientKey>;
+    await hub.loadKeys(names.map((name) => ({ key: keys[name], options: standbys[name] })));
+    return { hub, keys };
+  } catch (error) {
+    await hub.stop();
+    throw error;
+  }
 }
 
 export async function appendKey(hub: Hub, key: ClientKey, options: string): Promise<void> {

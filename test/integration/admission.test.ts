@@ -5,8 +5,8 @@ import { connect, type Socket } from 'node:net';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createServerDir } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
 let hub: Hub;
 let standby: ClientKey;
@@ -14,11 +14,11 @@ const opened: Socket[] = [];
 const clients: ssh2.Client[] = [];
 
 beforeAll(async () => {
-  hub = await startHub({ extraToml: '[limits]\nper_source_max_startups = 3\nper_source_max_connections = 4\n' });
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys(
+    { 'standby-a': 'servers="pg1"' },
+    { extraToml: '[limits]\nper_source_max_startups = 3\nper_source_max_connections = 4\n' },
+  ));
   await createServerDir(hub.archive, 'pg1');
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

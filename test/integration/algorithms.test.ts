@@ -21,9 +21,8 @@ beforeAll(async () => {
   [hub, fipsHub] = await Promise.all([startHub(), startHub({ extraToml: 'fips_algorithms = true\n' })]);
   standby = await createClientKey(hub.dir, 'standby-a');
   for (const h of [hub, fipsHub]) {
-    await h.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+    await h.loadKeys([{ key: standby, options: 'servers="pg1"' }]);
     await createServerDir(h.archive, 'pg1');
-    await h.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
   }
 });
 

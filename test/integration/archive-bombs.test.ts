@@ -8,9 +8,9 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { archivedPath, createServerDir } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { requireProgram } from '../helpers/programs.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
 const GiB = 1024 * 1024 * 1024;
 const MiB = 1024 * 1024;
@@ -53,16 +53,13 @@ const BOMBS = [
 ] as const;
 
 beforeAll(async () => {
-  hub = await startHub();
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }));
   serverDir = await createServerDir(hub.archive, 'pg1');
   const zstd = requireProgram('zstd', 'zstd');
   await packZeros(archivedPath(serverDir, '00000003.history'), GiB, zstd, ['-q', '-c', '--long=27']);
   await packZeros(archivedPath(serverDir, '00000004.history'), 64 * MiB, requireProgram('gzip', 'gzip'), ['-c']);
   await packZeros(archivedPath(serverDir, '00000005.history'), 2 * MiB, requireProgram('xz', 'xz-utils'), ['-c', '--lzma2=preset=0,dict=256MiB']);
   await packZeros(archivedPath(serverDir, '000000010000000000000003'), GiB - 8192, zstd, ['-q', '-c', '-1'], pageZero(3n, GiB));
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 }, 120_000);
 
 afterAll(async () => {

@@ -9,9 +9,9 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { createServerDir } from '../helpers/archive.js';
-import { CLI, startHub, type Hub } from '../helpers/hub.js';
+import { CLI, startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { startFifoWitness, type FifoWitness } from '../helpers/fifo-witness.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
 const NAME = '000000010000000000000003';
 const MESSAGE = 'archive path wals leads outside the server directory; refusing it';
@@ -20,9 +20,7 @@ let standby: ClientKey;
 let witness: FifoWitness;
 
 beforeAll(async () => {
-  hub = await startHub();
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg4"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="pg4"' }));
   const serverDir = join(hub.archive, 'pg4');
   await mkdir(join(serverDir, 'incoming'), { recursive: true });
   await mkdir(join(serverDir, 'streaming'), { recursive: true });
@@ -31,7 +29,6 @@ beforeAll(async () => {
   witness = await startFifoWitness(join(otherDisk, NAME.slice(0, 16), NAME));
   await symlink(otherDisk, join(serverDir, 'wals'));
   await createServerDir(hub.archive, 'pg5');
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServerDir } from '../helpers/archive.js';
-import { CLI, startHub, type Hub } from '../helpers/hub.js';
+import { CLI, startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { HISTORY_TEXT, walhub } from '../helpers/walhub-cli.js';
 
@@ -19,13 +19,11 @@ let work: string;
 
 beforeAll(async () => {
   work = await mkdtemp(join(tmpdir(), 'walhub-audit-'));
-  hub = await startHub();
-  [standbyA, standbyB, stranger] = await Promise.all([createClientKey(hub.dir, 'standby-a'), createClientKey(hub.dir, 'standby-b'), createClientKey(hub.dir, 'stranger')]);
-  await hub.writeKeys([
-    { key: standbyA, options: 'servers="pg1"' },
-    { key: standbyB, options: 'servers="pg1,pg2"' },
-  ]);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 2);
+  ({ hub, keys: { 'standby-a': standbyA, 'standby-b': standbyB } } = await startHubWithStandbys({
+    'standby-a': 'servers="pg1"',
+    'standby-b': 'servers="pg1,pg2"',
+  }));
+  stranger = await createClientKey(hub.dir, 'stranger');
   await createServerDir(hub.archive, 'pg1');
   await writeFile(join(hub.archive, 'pg1', 'wals', '00000002.history'), HISTORY_TEXT);
   for (let i = 0; i < 3; i++) expect((await sshExec(hub, standbyA, 'get-wal pg1 00000002.history')).status).toBe(0);

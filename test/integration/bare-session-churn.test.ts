@@ -6,19 +6,19 @@
 // RFC 4254 5.3 says must answer its own.
 import type ssh2 from 'ssh2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { rssMiB } from '../helpers/proc.js';
 import { closedWithin, connectRaw, openBareSession, runRaw } from '../helpers/raw-client.js';
-import { createClientKey, type ClientKey } from '../helpers/ssh-client.js';
+import type { ClientKey } from '../helpers/ssh-client.js';
 
 let hub: Hub;
 let standby: ClientKey;
 
 beforeAll(async () => {
-  hub = await startHub({ extraToml: '[limits]\nsession_start_timeout = "1s"\nidle_timeout = "1h"\n' });
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys(
+    { 'standby-a': 'servers="pg1"' },
+    { extraToml: '[limits]\nsession_start_timeout = "1s"\nidle_timeout = "1h"\n' },
+  ));
 });
 
 afterAll(async () => {

@@ -5,9 +5,9 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { archivedPath, createServerDir, sha256 } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { BARMAN_WRITERS, WRITER_COMPRESSION, writeAsBarman } from '../helpers/python-writers.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
 
 
@@ -18,9 +18,7 @@ const nameOf = (path: string) => path.split('/').pop()!;
 
 beforeAll(async () => {
   fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub();
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: `servers="${BARMAN_WRITERS.join(',')}"` }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': `servers="${BARMAN_WRITERS.join(',')}"` }));
   // One server directory per writer: each holds a segment, the history file and the backup label in that format.
   for (const writer of BARMAN_WRITERS) {
     const serverDir = await createServerDir(hub.archive, writer);
@@ -30,7 +28,6 @@ beforeAll(async () => {
       await writeAsBarman(writer, source, target);
     }
   }
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

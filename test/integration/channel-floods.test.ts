@@ -5,10 +5,10 @@
 import type ssh2 from 'ssh2';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, sha256, type Placed } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { rssMiB, sampleRss } from '../helpers/proc.js';
 import { connectRaw, runRaw } from '../helpers/raw-client.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
 let hub: Hub;
@@ -22,11 +22,8 @@ const MAX_GROWTH_MIB = 100;
 
 beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub();
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }));
   segment = await place(await createServerDir(hub.archive, 'pg1'), fixture.segments[0]!, { codec: 'zstd' });
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

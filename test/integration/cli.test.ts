@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { AES_INSTRUCTIONS, CIPHERS_OFFERED } from '../helpers/ciphers.js';
-import { CLI, startHub, type Hub } from '../helpers/hub.js';
+import { CLI, startHub, startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { requireProgram } from '../helpers/programs.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
@@ -224,10 +224,8 @@ describe('authorized_keys reloads on a running server', () => {
   let a: ClientKey;
   let b: ClientKey;
   beforeAll(async () => {
-    hub = await startHub();
-    [a, b] = await Promise.all([createClientKey(hub.dir, 'a'), createClientKey(hub.dir, 'b')]);
-    await hub.writeKeys([{ key: a, options: 'servers="*"' }]);
-    await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+    ({ hub, keys: { a } } = await startHubWithStandbys({ a: 'servers="*"' }));
+    b = await createClientKey(hub.dir, 'b');
   });
   afterAll(async () => {
     await hub?.stop();

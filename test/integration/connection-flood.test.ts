@@ -3,9 +3,9 @@
 // happened: today's global max_startups let the flood lock it out (ssh exit 255).
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, type Codec, type Placed } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { startIdleFlood, type IdleFlood } from '../helpers/idle-sockets.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
 const FETCHES = 20;
@@ -16,15 +16,12 @@ const floods: IdleFlood[] = [];
 
 beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub();
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }));
   const dir = await createServerDir(hub.archive, 'pg1');
   const codecs: Codec[] = ['zstd', 'gzip', 'none', 'zstd', 'lz4', 'gzip'];
   for (const [i, segment] of fixture.segments.slice(0, codecs.length).entries()) {
     files.push(await place(dir, segment, { codec: codecs[i]! }));
   }
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

@@ -4,19 +4,17 @@
 import { mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { startFifoWitness, type FifoWitness } from '../helpers/fifo-witness.js';
 import { connectRaw, runRaw } from '../helpers/raw-client.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
 let hub: Hub;
 let standby: ClientKey;
 let witness: FifoWitness;
 
 beforeAll(async () => {
-  hub = await startHub();
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }));
   await mkdir(join(hub.archive, 'pg1', 'wals', '0000000100000000'), { recursive: true });
   witness = await startFifoWitness(join(hub.dir, 'outside-fifo'));
   const fifo = witness.path;
@@ -25,7 +23,6 @@ beforeAll(async () => {
   await symlink(fifo, join(hub.archive, 'pg1', 'wals', '0000000100000000', '000000010000000000000007'));
   await symlink(fifo, join(hub.archive, 'escape'));
   await writeFile(join(hub.dir, '000000010000000000000003'), 'outside the archive');
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

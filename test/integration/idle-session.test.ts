@@ -2,9 +2,8 @@
 // not hold its connection (and a session slot) open forever.
 import type ssh2 from 'ssh2';
 import { afterEach, expect, it } from 'vitest';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { closedWithin, connectRaw, openBareSession, runRaw } from '../helpers/raw-client.js';
-import { createClientKey } from '../helpers/ssh-client.js';
 
 let hub: Hub | undefined;
 let client: ssh2.Client | undefined;
@@ -15,11 +14,9 @@ afterEach(async () => {
 });
 
 async function startWithStandby(limits: string) {
-  hub = await startHub({ extraToml: `[limits]\n${limits}\n` });
-  const standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
-  client = await connectRaw(hub, standby);
+  const started = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }, { extraToml: `[limits]\n${limits}\n` });
+  hub = started.hub;
+  client = await connectRaw(hub, started.keys['standby-a']);
   return hub;
 }
 

@@ -4,8 +4,8 @@ import { connect } from 'node:net';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
 let hub: Hub;
@@ -14,11 +14,11 @@ let segment: Placed;
 
 beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub({ extraToml: '[limits]\nlogin_grace_time = "1s"\nmax_transfers = 1\n' });
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys(
+    { 'standby-a': 'servers="pg1"' },
+    { extraToml: '[limits]\nlogin_grace_time = "1s"\nmax_transfers = 1\n' },
+  ));
   segment = await place(await createServerDir(hub.archive, 'pg1'), fixture.segments[0]!);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

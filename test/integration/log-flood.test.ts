@@ -4,8 +4,8 @@
 import { stat } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { startHub, type Hub } from '../helpers/hub.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
 let hub: Hub;
 let standby: ClientKey;
@@ -20,10 +20,10 @@ const offeredKeys = Array.from({ length: 4 }, () => ssh2.utils.generateKeyPairSy
 beforeAll(async () => {
   // Penalties off, as behind a NAT: otherwise the source is refused at accept after
   // three failed logins, and the records this file measures would never be written.
-  hub = await startHub({ extraToml: '[limits]\npenalty_auth_failure = "0s"\npenalty_login_timeout = "0s"\n' });
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys(
+    { 'standby-a': 'servers="pg1"' },
+    { extraToml: '[limits]\npenalty_auth_failure = "0s"\npenalty_login_timeout = "0s"\n' },
+  ));
 });
 
 afterAll(async () => {

@@ -9,10 +9,9 @@ import { createRequire } from 'node:module';
 import ssh2 from 'ssh2';
 import { afterEach, expect, it } from 'vitest';
 import { createServerDir } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { rssMiB, sampleRss } from '../helpers/proc.js';
 import { connectRaw, runRaw } from '../helpers/raw-client.js';
-import { createClientKey } from '../helpers/ssh-client.js';
 
 // ssh2's client has no method that sends IGNORE or DEBUG; its packet writer does (ssh2 1.17 lib/protocol/utils.js).
 const { sendPacket } = createRequire(import.meta.url)('ssh2/lib/protocol/utils.js') as {
@@ -105,11 +104,9 @@ async function connectWithoutLogin(target: Hub): Promise<ssh2.Client> {
 }
 
 async function startWithStandby(limits: string) {
-  hub = await startHub({ extraToml: `[limits]\n${limits}\n` });
-  const standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
-  return { hub, standby };
+  const started = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }, { extraToml: `[limits]\n${limits}\n` });
+  hub = started.hub;
+  return { hub, standby: started.keys['standby-a'] };
 }
 
 /**

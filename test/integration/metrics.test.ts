@@ -3,7 +3,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createServerDir } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { HISTORY_TEXT } from '../helpers/walhub-cli.js';
 
@@ -13,10 +13,8 @@ let stranger: ClientKey;
 let metricsUrl: string;
 
 beforeAll(async () => {
-  hub = await startHub({ extraToml: '[metrics]\nlisten = "127.0.0.1:0"\n' });
-  [standby, stranger] = await Promise.all([createClientKey(hub.dir, 'standby-a'), createClientKey(hub.dir, 'stranger')]);
-  await hub.writeKeys([{ key: standby, options: 'servers="*"' }]);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="*"' }, { extraToml: '[metrics]\nlisten = "127.0.0.1:0"\n' }));
+  stranger = await createClientKey(hub.dir, 'stranger');
   await createServerDir(hub.archive, 'pg1');
   await writeFile(join(hub.archive, 'pg1', 'wals', '00000002.history'), HISTORY_TEXT);
   const listening = await hub.waitForLog((l) => l.msg === 'metrics listening');

@@ -5,10 +5,10 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { heldOpen, sampleRss } from '../helpers/proc.js';
 import { requireProgram } from '../helpers/programs.js';
-import { createClientKey, sshArgs, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshArgs, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
 let hub: Hub;
@@ -23,19 +23,12 @@ beforeAll(async () => {
   // The greedy standby opens its 20 connections at once from one host: the
   // per-source caps (10 logging in, 20 in all) would turn some away at accept,
   // which is not what this file tests; they are raised here.
-  hub = await startHub({
+  ({ hub, keys: { greedy, other } } = await startHubWithStandbys({ greedy: 'servers="pg1"', other: 'servers="pg1"' }, {
     extraToml: '[limits]\nmax_transfers = 16\nmax_transfers_per_key = 8\nstall_timeout = "2s"\nper_source_max_startups = 40\nper_source_max_connections = 40\n',
-  });
-  greedy = await createClientKey(hub.dir, 'greedy');
-  other = await createClientKey(hub.dir, 'other');
-  await hub.writeKeys([
-    { key: greedy, options: 'servers="pg1"' },
-    { key: other, options: 'servers="pg1"' },
-  ]);
+  }));
   const dir = await createServerDir(hub.archive, 'pg1');
   const codecs = ['bzip2', 'zstd', 'none', 'gzip'] as const;
   segments = await Promise.all(fixture.segments.slice(0, 4).map((s, i) => place(dir, s, { codec: codecs[i]! })));
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 2);
 });
 
 afterAll(async () => {

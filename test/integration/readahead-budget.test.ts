@@ -5,9 +5,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, sha256 } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { rssMiB, sampleRss } from '../helpers/proc.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
 
 const SERVERS = ['pg1', 'pg2', 'pg3', 'pg4', 'pg5', 'pg6'];
@@ -29,17 +29,14 @@ afterAll(async () => {
 });
 
 async function startLoadedHub(cacheToml: string): Promise<{ hub: Hub; standby: ClientKey; metricsUrl: string }> {
-  const hub = await startHub({ extraToml: `[metrics]\nlisten = "127.0.0.1:0"\n${cacheToml}` });
+  const { hub, keys } = await startHubWithStandbys({ 'standby-a': 'servers="*"' }, { extraToml: `[metrics]\nlisten = "127.0.0.1:0"\n${cacheToml}` });
   hubs.push(hub);
-  const standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="*"' }]);
   for (const server of SERVERS) {
     const serverDir = await createServerDir(hub.archive, server);
     for (const source of fixture.segments.slice(0, SEGMENTS)) await place(serverDir, source, { codec: 'zstd' });
   }
   const listening = await hub.waitForLog((l) => l.msg === 'metrics listening');
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
-  return { hub, standby, metricsUrl: `http://127.0.0.1:${String(listening.port)}/metrics` };
+  return { hub, standby: keys['standby-a'], metricsUrl: `http://127.0.0.1:${String(listening.port)}/metrics` };
 }
 
 /**

@@ -4,8 +4,8 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
 
 let fixture: WalFixture;
@@ -15,14 +15,11 @@ const nameOf = (path: string) => path.split('/').pop()!;
 
 beforeAll(async () => {
   fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub({ extraToml: '[cache]\nreadahead = 8\n' });
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }, { extraToml: '[cache]\nreadahead = 8\n' }));
   const serverDir = await createServerDir(hub.archive, 'pg1');
   await place(serverDir, fixture.segments[0]!);
   // bzip2 is the slowest to decode: five of them take seconds.
   for (const source of fixture.segments.slice(1, 6)) await place(serverDir, source, { codec: 'bzip2' });
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

@@ -10,10 +10,10 @@ import type ssh2 from 'ssh2';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { archivedPath, createServerDir, encode, place, sha256 } from '../helpers/archive.js';
 import { startFifoWitness, type FifoWitness } from '../helpers/fifo-witness.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { connectRaw, runRaw } from '../helpers/raw-client.js';
 import { BARMAN_WRITERS, WRITER_COMPRESSION, writeAsBarman } from '../helpers/python-writers.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js';
 
 const EXPECTED_COMPRESSION: Record<string, string> = { none: 'none', ...WRITER_COMPRESSION };
@@ -30,9 +30,10 @@ const segment = (index: number) => fixture.segments[index]!;
 beforeAll(async () => {
   fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
   // Debug: the readahead line of a chain that reached a missing segment is a debug line.
-  hub = await startHub({ env: { WALHUB_LOG_LEVEL: 'debug' } });
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: `servers="${SERVERS.join(',')}"` }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys(
+    { 'standby-a': `servers="${SERVERS.join(',')}"` },
+    { env: { WALHUB_LOG_LEVEL: 'debug' } },
+  ));
   // Three consecutive segments in each format; the fourth is missing, where readahead stops.
   for (const format of FORMATS) {
     const serverDir = await createServerDir(hub.archive, format);
@@ -45,7 +46,6 @@ beforeAll(async () => {
       }
     }
   }
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

@@ -5,7 +5,7 @@ import { connect } from 'node:net';
 import { join } from 'node:path';
 import { spawn as spawnPty } from 'node-pty';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { appendKey, startHub, type Hub } from '../helpers/hub.js';
+import { appendKey, startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { requireProgram } from '../helpers/programs.js';
 import { createClientKey, sshArgs, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 
@@ -20,17 +20,16 @@ let stranger: ClientKey;
 beforeAll(async () => {
   // Logins fail here on purpose, several in a row from 127.0.0.1: without
   // penalties, which test/integration/penalties.test.ts covers.
-  hub = await startHub({ extraToml: '[limits]\npenalty_auth_failure = "0s"\n' });
-  [standbyA, standbyB, expired, elsewhere, stranger] = await Promise.all(
-    ['standby-a', 'standby-b', 'expired', 'elsewhere', 'stranger'].map((name) => createClientKey(hub.dir, name)),
-  ) as [ClientKey, ClientKey, ClientKey, ClientKey, ClientKey];
-  await hub.writeKeys([
-    { key: standbyA, options: 'servers="pg1"' },
-    { key: standbyB, options: 'servers="pg2"' },
-    { key: expired, options: 'servers="pg1",expiry-time="20200101"' },
-    { key: elsewhere, options: 'servers="pg1",from="10.99.0.0/16,!127.0.0.1"' },
-  ]);
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 4);
+  ({ hub, keys: { 'standby-a': standbyA, 'standby-b': standbyB, expired, elsewhere } } = await startHubWithStandbys(
+    {
+      'standby-a': 'servers="pg1"',
+      'standby-b': 'servers="pg2"',
+      expired: 'servers="pg1",expiry-time="20200101"',
+      elsewhere: 'servers="pg1",from="10.99.0.0/16,!127.0.0.1"',
+    },
+    { extraToml: '[limits]\npenalty_auth_failure = "0s"\n' },
+  ));
+  stranger = await createClientKey(hub.dir, 'stranger');
   for (const id of ['pg1', 'pg2']) await mkdir(join(hub.archive, id));
 });
 
@@ -183,23 +182,16 @@ describe('a multiplexed connection answers to the current authorized_keys', () =
       { key: standbyA, options: 'servers="pg1"' },
       ...(muxOptions ? [{ key: muxKey, options: muxOptions }] : []),
     ];
-    await hub.writeKeys(keyLines('servers="pg1,pg2"'));
-    await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 2);
+    await hub.loadKeys(keyLines('servers="pg1,pg2"'));
     const master = spawn(ssh, [...sshArgs(hub, muxKey, ['-M', '-N', ...control])], { stdio: 'ignore' });
     try {
       await waitFor(async () => (await sshExec(hub, muxKey, 'get-wal --test pg1 x', { extra: control })).status === 0);
-      const loaded = () => hub.logLines.filter((l) => l.msg === 'authorized keys loaded').length;
-
-      let before = loaded();
-      await hub.writeKeys(keyLines('servers="pg2"'));
-      await hub.waitForLog(() => loaded() > before);
+      await hub.loadKeys(keyLines('servers="pg2"'));
       const narrowed = await sshExec(hub, muxKey, 'get-wal --test pg1 x', { extra: control });
       expect(narrowed.status).toBe(3);
       expect((await sshExec(hub, muxKey, 'get-wal --test pg2 x', { extra: control })).status).toBe(0);
 
-      before = loaded();
-      await hub.writeKeys(keyLines(undefined));
-      await hub.waitForLog(() => loaded() > before);
+      await hub.loadKeys(keyLines(undefined));
       const removed = await sshExec(hub, muxKey, 'get-wal --test pg2 x', { extra: control });
       expect(removed.status).toBe(3);
       expect(removed.stderr).toBe('walhub: this key is no longer authorized\n');

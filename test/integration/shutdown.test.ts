@@ -4,9 +4,9 @@ import { spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { requireProgram } from '../helpers/programs.js';
-import { createClientKey, sshArgs, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshArgs, sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
 let hub: Hub;
@@ -15,11 +15,8 @@ let segment: Placed;
 
 beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub();
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys({ 'standby-a': 'servers="pg1"' }));
   segment = await place(await createServerDir(hub.archive, 'pg1'), fixture.segments[0]!, { codec: 'zstd' });
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {

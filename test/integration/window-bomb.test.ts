@@ -5,10 +5,10 @@
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import type ssh2 from 'ssh2';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
-import { startHub, type Hub } from '../helpers/hub.js';
+import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { rssMiB, sampleRss } from '../helpers/proc.js';
 import { connectRaw, execRaw, grantHugeWindow, startEndlessRekey, stopReading } from '../helpers/raw-client.js';
-import { createClientKey, sshExec, type ClientKey } from '../helpers/ssh-client.js';
+import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
 let hub: Hub;
@@ -20,12 +20,12 @@ const SESSIONS = 10;
 
 beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
-  hub = await startHub({ extraToml: '[limits]\nstall_timeout = "4s"\nmax_transfers_per_key = 64\n' });
-  standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  ({ hub, keys: { 'standby-a': standby } } = await startHubWithStandbys(
+    { 'standby-a': 'servers="pg1"' },
+    { extraToml: '[limits]\nstall_timeout = "4s"\nmax_transfers_per_key = 64\n' },
+  ));
   const dir = await createServerDir(hub.archive, 'pg1');
   segments = await Promise.all(fixture.segments.slice(0, 4).map((s) => place(dir, s)));
-  await hub.waitForLog((l) => l.msg === 'authorized keys loaded' && l.keys === 1);
 });
 
 afterAll(async () => {
