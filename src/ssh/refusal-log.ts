@@ -20,16 +20,23 @@ export class RefusalLog {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Writes the line unless this source and reason had one within the minute. */
-  refuse(address: string, source: string, reason: string, extra: Record<string, unknown> = {}): void {
-    const key = `${source} ${reason}`;
+  /**
+   * Writes the line unless this source and reason had one within the minute.
+   * `balancer`: the address is a trusted balancer's own (a PROXY LOCAL or
+   * UNKNOWN connection), written as `proxy` under another message, which
+   * fail2ban does not match: banning it would shut out every standby behind it.
+   */
+  refuse(address: string, source: string, reason: string, { balancer = false, ...extra }: { balancer?: boolean } & Record<string, unknown> = {}): void {
+    const key = `${balancer ? 'balancer ' : ''}${source} ${reason}`;
     const now = this.now();
     const last = this.recent.get(key);
     if (last && now - last.at < WINDOW_MS) {
       last.suppressed++;
       return;
     }
-    this.write(address, reason, { ...extra, ...(last?.suppressed ? { suppressed: last.suppressed } : {}) });
+    const fields = { ...extra, ...(last?.suppressed ? { suppressed: last.suppressed } : {}) };
+    if (balancer) this.log.warn({ proxy: address, reason, ...fields }, 'proxied connection refused');
+    else this.write(address, reason, fields);
     this.recent.delete(key);
     this.recent.set(key, { at: now, suppressed: 0 });
     if (this.recent.size > MAX_ENTRIES) this.recent.delete(this.recent.keys().next().value!);

@@ -141,9 +141,20 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         return admitSocket(socket, front, peer, undefined, { healthCheck: true });
       }
       admitSocket(socket, front, toPlainAddress(header.address), { address: header.address, port: header.port });
+    }).catch((error: unknown) => {
+      // A direct connection's mishap is caught by ssh2's handlers; this one would end the process (exit 70) for every standby.
+      deps.log.error({ proxy: peer, err: error instanceof Error ? error.message : String(error) }, 'proxied connection failed');
+      socket.destroy();
     });
   };
 
+  /**
+   * `healthCheck`: a PROXY LOCAL or UNKNOWN connection, the balancer's own
+   * health check or a client it has no address for (HAProxy's UNKNOWN for a
+   * unix-socket frontend). Its address is the balancer's: no penalty counts
+   * or refuses it, and no line fail2ban reads names it, or one client's
+   * failed logins would shut out every standby behind the balancer.
+   */
   const admitSocket = (
     socket: Socket,
     front: Front,
@@ -154,10 +165,10 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     // Decide before spending anything on the socket: no Connection, no ssh2, no audit record.
     const source = toSourceKey(address, limits.perSourceIpv6Prefix);
     if (closing) {
-      refusals.refuse(address, source, 'shutting down');
+      refusals.refuse(address, source, 'shutting down', { balancer: healthCheck });
       return void socket.destroy();
     }
-    const penalty = penalties.check(source);
+    const penalty = healthCheck ? { refused: false as const } : penalties.check(source);
     if (penalty.refused) {
       // Once per penalty period: the source is known to be failing, its every retry is not news.
       if (penalty.first) refusals.write(address, 'penalized for failed logins', { penalty_s: Math.ceil(penalty.remainingMs / 1000) });
@@ -165,7 +176,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     }
     const refusal = admission.check(source);
     if (refusal) {
-      refusals.refuse(address, source, refusal);
+      refusals.refuse(address, source, refusal, { balancer: healthCheck });
       return void socket.destroy();
     }
 
@@ -202,11 +213,11 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       ticket.release();
       connections.delete(conn);
       if (!authenticated && !closing && (timedOut || (conn.login?.counted ?? 0) > 0)) {
-        penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure);
+        if (!healthCheck) penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure);
         // One line per failed connection, for fail2ban: the per-source caps and
         // penalties bound how many a source can cause.
         const reason = conn.closeReason ?? 'authentication failed';
-        conn.log.warn({ address, reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
+        conn.log.warn({ ...(healthCheck ? { proxy: address } : { address }), reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
       } else if (!authenticated && !closing && !healthCheck && conn.clientIdent !== undefined) {
         // Only past the ident line, where a key exchange starts: a balancer's or a
         // monitor's check that reads the banner and leaves cost walhub next to nothing.

@@ -117,24 +117,25 @@ it('a LOCAL header (HAProxy\'s health check) gets the banner, and leaves no audi
   expect(hub.logLines.filter((l) => l.msg === 'login failed')).toHaveLength(failedBefore);
 });
 
-describe('from= sees the address in the header', () => {
-  async function login(header: Buffer): Promise<'ready' | string> {
-    const socket = connect({ port: hub.port, host: '127.0.0.1' });
-    sockets.push(socket);
-    await once(socket, 'connect');
-    socket.write(header);
-    const client = new ssh2.Client();
-    const privateKey = await readFile(key.privatePath);
-    return new Promise((resolve) => {
-      client.on('ready', () => {
-        client.end();
-        resolve('ready');
-      });
-      client.on('error', (error) => resolve(error.message));
-      client.connect({ sock: socket, username: 'walhub', privateKey, readyTimeout: 10_000 });
+/** Logs in with `key` through a connection from the balancer that starts with `header`. */
+async function login(header: Buffer): Promise<'ready' | string> {
+  const socket = connect({ port: hub.port, host: '127.0.0.1' });
+  sockets.push(socket);
+  await once(socket, 'connect');
+  socket.write(header);
+  const client = new ssh2.Client();
+  const privateKey = await readFile(key.privatePath);
+  return new Promise((resolve) => {
+    client.on('ready', () => {
+      client.end();
+      resolve('ready');
     });
-  }
+    client.on('error', (error) => resolve(error.message));
+    client.connect({ sock: socket, username: 'walhub', privateKey, readyTimeout: 10_000 });
+  });
+}
 
+describe('from= sees the address in the header', () => {
   it('a key with from="10.7.7.7" logs in through the balancer for 10.7.7.7 (v1 header), audited as 10.7.7.7 via 127.0.0.1', async () => {
     expect(await login(v1('10.7.7.7', 5555))).toBe('ready');
     const auth = await waitForAudit((r) => r.event === 'auth' && r.result === 'ok');
@@ -146,6 +147,25 @@ describe('from= sees the address in the header', () => {
     const auth = await waitForAudit((r) => r.event === 'auth' && r.result === 'refused' && r.remote === '10.7.7.8:5556');
     expect(auth).toMatchObject({ proxy: '127.0.0.1', reason: 'address not allowed by from="10.7.7.7"' });
   });
+});
+
+it('clients behind PROXY UNKNOWN (no address of their own) that fail to log in never shut out the balancer, nor name it to fail2ban', async () => {
+  // As HAProxy sends for a client of a unix-socket frontend. Seen from 127.0.0.1, the key's from="10.7.7.7" refuses it.
+  const unknown = Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
+  const from = hub.logLines.length;
+  const failures = () => hub.logLines.slice(from).filter((l) => l.msg === 'login failed');
+  // The default penalties (5 s a failure, enforced from 15 s) would refuse a source at its fourth connection.
+  for (let i = 1; i <= 4; i++) {
+    expect(await login(unknown)).toMatch(/authentication methods failed/);
+    await hub.waitForLog(() => failures().length === i, 5000);
+  }
+  for (const line of failures()) expect(line).toMatchObject({ proxy: '127.0.0.1', reason: 'authentication failed' });
+  expect(hub.logLines.slice(from).filter((l) => 'address' in l)).toEqual([]);
+  // The balancer's health check and its clients with an address are still answered.
+  expect((await send('127.0.0.1', V2_LOCAL, { waitMs: 300 })).received).toMatch(/^SSH-2\.0-walhub_/);
+  sockets.at(-1)!.resetAndDestroy();
+  expect((await send('127.0.0.1', v1('10.9.9.7', 7), { waitMs: 300 })).received).toMatch(/^SSH-2\.0-walhub_/);
+  sockets.at(-1)!.destroy();
 });
 
 async function waitForAudit(predicate: (r: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
