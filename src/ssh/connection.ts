@@ -149,6 +149,11 @@ export class Connection implements Outlet {
     return this.socket.bytesWritten;
   }
 
+  /** Bytes through the socket both ways, SSH framing included. */
+  bytesCarried(): number {
+    return this.socket.bytesRead + this.socket.bytesWritten;
+  }
+
   batched<T>(send: () => T): T {
     this.socket.cork();
     try {

@@ -96,9 +96,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         client.on('error', (error) => conn?.log.debug({ err: error.message }, 'connection error'));
         if (!waiting || !conn) return client.end();
         waiting.identArrived();
-        const rekeys = new RekeyBudget(Date.now());
+        const rekeys = new RekeyBudget(performance.now());
         client.on('rekey', () => {
-          if (rekeys.take(Date.now())) return;
+          if (conn.identity && rekeys.take(performance.now(), conn.bytesCarried())) return;
           // Before login the close is logged as a failed login, with this reason.
           if (conn.identity) conn.log.warn({ address: conn.remoteAddress }, `connection closed: ${TOO_MANY_REKEYS}`);
           waiting.cutOff(TOO_MANY_REKEYS);
