@@ -32,7 +32,8 @@ export class PenaltyBox {
   constructor(
     private readonly policy: PenaltyPolicy,
     private readonly isKeyAuthorized: (key: string) => boolean,
-    private readonly now: () => number = Date.now,
+    // Monotonic: a wall clock stepped back would stretch every running penalty past `max`.
+    private readonly now: () => number = () => performance.now(),
   ) {}
 
   /** A failure from `source` worth `ms`; ignored while a login from there still vouches for it. */

@@ -19,7 +19,7 @@ export class RefusalLimiter {
   ) {}
 
   /** true: write the record now; false: it was counted for the summary. */
-  admit(address: string, now = Date.now()): boolean {
+  admit(address: string, now = performance.now()): boolean {
     let window = this.windows.get(address);
     if (!window) {
       if (this.windows.size >= this.maxAddresses) {
@@ -40,7 +40,7 @@ export class RefusalLimiter {
   }
 
   /** Ends windows that are over, reporting what each suppressed. One timer for all addresses. */
-  private sweep(now = Date.now()): void {
+  private sweep(now = performance.now()): void {
     this.sweeper = undefined;
     for (const [address, window] of this.windows) {
       if (now - window.startedAt < this.windowMs) continue;
