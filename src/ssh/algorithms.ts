@@ -49,21 +49,23 @@ export function offeredCiphers(aesInstructions: boolean): string[] {
 
 /**
  * Whether the CPU has AES instructions, from the Linux kernel's cpuinfo:
- * x86's "flags" or arm64's "Features" name them "aes". Without a cpuinfo to
- * read (another OS), assumed: servers of the last decade have them.
+ * x86's "flags" or arm64's "Features" name them "aes". Where that cannot be
+ * told (no cpuinfo, or an architecture that lists its extensions otherwise:
+ * POWER, RISC-V, s390x), no: the usual list then also serves clients without
+ * AES-GCM, and costs only speed on a CPU that had them after all.
  */
-export function cpuHasAes(cpuinfo: string | undefined = readCpuinfo()): boolean {
-  if (cpuinfo === undefined) return true;
-  const lists = cpuinfo.split('\n').filter((line) => /^(flags|Features)\s*:/.test(line));
-  if (lists.length === 0) return true;
+export function cpuHasAes(cpuinfo: string = readCpuinfo()): boolean {
+  const lists = cpuinfo.split('\n').filter((line) => /^(flags|features)\s*:/i.test(line));
+  if (lists.length === 0) return false;
   return lists.every((line) => line.split(':')[1]!.trim().split(/\s+/).includes('aes'));
 }
 
-function readCpuinfo(): string | undefined {
+/** The kernel's cpuinfo, or nothing where there is none to read. */
+function readCpuinfo(): string {
   try {
     return readFileSync('/proc/cpuinfo', 'utf8');
   } catch {
-    return undefined;
+    return '';
   }
 }
 

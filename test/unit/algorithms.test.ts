@@ -20,10 +20,13 @@ describe('cpuHasAes', () => {
     expect(cpuHasAes('flags\t\t: fpu aes_like vaes2\n')).toBe(false);
   });
 
-  it('needs every CPU to have them, and assumes them when nothing can be read', () => {
+  it('needs every CPU to have them, and says no where it cannot tell, so that the usual list is offered', () => {
     expect(cpuHasAes(`${EPYC}${OLD_X86}`)).toBe(false);
-    expect(cpuHasAes(undefined)).toBe(true);
-    expect(cpuHasAes('')).toBe(true);
+    // No cpuinfo to read (another OS) reads as empty.
+    expect(cpuHasAes('')).toBe(false);
+    // RISC-V names its extensions in "isa", s390x its facilities in a lowercase "features" without an "aes".
+    expect(cpuHasAes('processor\t: 0\nhart\t\t: 0\nisa\t\t: rv64imafdc_zicsr_zifencei\n')).toBe(false);
+    expect(cpuHasAes('vendor_id       : IBM/S390\nfeatures\t: esan3 zarch stfle msa ldisp eimm dfp edat etf3eh highgprs te vx\n')).toBe(false);
   });
 });
 
