@@ -4,12 +4,23 @@
  * runs, once it has reached `min`. Each failure adds to what is left, up to
  * `max` from now, so a source that keeps failing stays shut out and one that
  * stops is let back in after at most `max`.
+ *
+ * A source a standby logged in from (a NAT, a balancer without the PROXY
+ * protocol) is never refused for its neighbours' failures: refusing it would
+ * shut the standby out. It is slowed instead: past `min`, each new connection
+ * from it waits before walhub answers, at most `slowMax` (the penalty is
+ * capped at `min + slowMax` there), so that what a client behind it makes
+ * walhub spend on key exchanges is bounded by the per-source caps divided by
+ * that wait, and the standby's connections wait at most that long, only
+ * while failures keep coming.
  */
 export interface PenaltyPolicy {
   readonly min: number;
   readonly max: number;
   /** How long a login from a source keeps it exempt: a standby is never shut out for its neighbours' failures. */
   readonly exemptFor: number;
+  /** The longest an exempt source's connection waits before it is answered. */
+  readonly slowMax: number;
   /** Sources tracked at once; past it the oldest entry is forgotten (sshd's max-sources, overflow permissive). */
   readonly maxSources: number;
 }
@@ -20,9 +31,15 @@ interface Penalty {
   active: boolean;
   /** Refusals at accept since the penalty started being enforced. */
   refused: number;
+  /** Connections slowed since the penalty last started slowing them. */
+  slowed: number;
 }
 
-export type PenaltyCheck = { readonly refused: false } | { readonly refused: true; readonly first: boolean; readonly remainingMs: number };
+export type PenaltyCheck =
+  | { readonly refused: false; readonly slowMs?: undefined }
+  /** An exempt source's connection: answered after `slowMs`; `first` once per stretch of slowing. */
+  | { readonly refused: false; readonly slowMs: number; readonly first: boolean }
+  | { readonly refused: true; readonly first: boolean; readonly remainingMs: number };
 
 export class PenaltyBox {
   private readonly penalties = new Map<string, Penalty>();
@@ -36,18 +53,19 @@ export class PenaltyBox {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** A failure from `source` worth `ms`; ignored while a login from there still vouches for it. */
+  /** A failure from `source` worth `ms`; while a login from there vouches for it, only up to what slows it. */
   penalize(source: string, ms: number): void {
     const now = this.now();
-    if (ms === 0 || this.isExempt(source, now)) return;
+    if (ms === 0) return;
+    const exempt = this.isExempt(source, now);
     const current = this.penalties.get(source);
     const base = current && current.until > now ? current.until : now;
-    const until = Math.min(base + ms, now + this.policy.max);
-    const active = until - now >= this.policy.min;
+    const until = Math.min(base + ms, now + (exempt ? this.policy.min + this.policy.slowMax : this.policy.max));
+    const active = !exempt && until - now >= this.policy.min;
     if (current && current.until > now) {
       current.until = until;
       current.active ||= active;
-    } else remember(this.penalties, source, { until, active, refused: 0 }, this.policy.maxSources);
+    } else remember(this.penalties, source, { until, active, refused: 0, slowed: 0 }, this.policy.maxSources);
   }
 
   /** Whether a new connection from `source` is refused now; `first` is true once per penalty period. */
@@ -60,16 +78,31 @@ export class PenaltyBox {
       this.penalties.delete(source);
       return { refused: false };
     }
+    if (this.isExempt(source, now)) {
+      const slowMs = Math.min(this.policy.slowMax, remainingMs - this.policy.min);
+      if (slowMs <= 0) {
+        penalty.slowed = 0;
+        return { refused: false };
+      }
+      penalty.slowed++;
+      return { refused: false, slowMs, first: penalty.slowed === 1 };
+    }
     // Below min a few failures are forgiven: a standby with a stale second key, a restart.
     if (!penalty.active) return { refused: false };
     penalty.refused++;
     return { refused: true, first: penalty.refused === 1, remainingMs };
   }
 
-  /** A verified login by `key` (its blob) from `source`: clears the source's penalty and exempts it for a while. */
+  /**
+   * A verified login by `key` (its blob) from `source`: exempts it for a
+   * while, and clears its penalty unless it was exempt already (then the
+   * failures are a neighbour's, who would otherwise get a fresh allowance
+   * with every login of the standby).
+   */
   recordLogin(source: string, key: string): void {
-    this.penalties.delete(source);
-    remember(this.logins, source, { at: this.now(), key }, this.policy.maxSources);
+    const now = this.now();
+    if (!this.isExempt(source, now)) this.penalties.delete(source);
+    remember(this.logins, source, { at: now, key }, this.policy.maxSources);
   }
 
   private isExempt(source: string, now: number): boolean {

@@ -49,6 +49,12 @@ const PROXY_HEADER_TIMEOUT_MS = 5_000;
 const TOO_MANY_REKEYS = 'key re-exchanges too frequent';
 /** A login keeps its source exempt from penalties this long (see penalties.ts). */
 const LOGIN_EXEMPTS_SOURCE_MS = 24 * 3_600_000;
+/**
+ * The longest a connection from an exempt source under penalty waits for its
+ * banner (see penalties.ts): with per_source_max_startups at 10, at most 5 key
+ * exchanges a second from it; far below the ident timeout.
+ */
+const EXEMPT_SLOW_MAX_MS = 2_000;
 /** Like sshd's max-sources4/6. */
 const MAX_PENALIZED_SOURCES = 65_536;
 
@@ -75,7 +81,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const connections = new Set<Connection>();
   const admission = new Admission(limits);
   const penalties = new PenaltyBox(
-    { min: limits.penaltyMin, max: limits.penaltyMax, exemptFor: LOGIN_EXEMPTS_SOURCE_MS, maxSources: MAX_PENALIZED_SOURCES },
+    { min: limits.penaltyMin, max: limits.penaltyMax, exemptFor: LOGIN_EXEMPTS_SOURCE_MS, slowMax: EXEMPT_SLOW_MAX_MS, maxSources: MAX_PENALIZED_SOURCES },
     (blob) => deps.keys.current.byBlob.has(blob),
   );
   const refusals = new RefusalLog(deps.log);
@@ -233,9 +239,16 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         ...(conn.closeReason ? { reason: conn.closeReason } : {}),
       });
     });
-    front.ssh.injectSocket(socket);
-    // Added after ssh2 paused the socket, so ssh2 loses no byte; runs before its parser.
-    if (!proxied && !healthCheck) refuseUntrustedProxyHeader(socket, conn);
+    const answer = () => {
+      if (socket.destroyed) return;
+      front.ssh.injectSocket(socket);
+      // Added after ssh2 paused the socket, so ssh2 loses no byte; runs before its parser.
+      if (!proxied && !healthCheck) refuseUntrustedProxyHeader(socket, conn);
+    };
+    if (penalty.slowMs === undefined) return answer();
+    // Not "connection refused": this source is a standby's, which fail2ban must not ban.
+    if (penalty.first) conn.log.warn({ address, reason: 'connections without a login from a source a standby uses', wait_ms: Math.round(penalty.slowMs) }, 'connections slowed');
+    setTimeout(answer, penalty.slowMs);
   };
 
   /** A balancer not in [proxy] trusted: its header is refused by name, never read as SSH or believed. */

@@ -83,7 +83,7 @@ it('refuses a host at accept after repeated failed logins, logs it once, and let
   expect(await tryLogin('127.0.0.4', stranger)).toBe('authentication failed');
 }, 60_000);
 
-it('never penalizes a host a still-authorized key logged in from, until the key is removed', async () => {
+it('never refuses a host a still-authorized key logged in from (it slows it), until the key is removed', async () => {
   const login = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000001', { extra: ['-b', '127.0.0.9'] });
   expect([login.status, login.stderr]).toEqual([1, NOT_FOUND]);
   expect(await tryLogins('127.0.0.9', stranger, 10)).toEqual(new Array(10).fill('authentication failed'));
@@ -122,6 +122,30 @@ it('refuses a host that keeps making walhub exchange keys without ever trying on
   expect(refusalLines('127.0.0.5').map((l) => l.reason)).toEqual(['penalized for failed logins']);
   // No line per connection: only the penalty's.
   expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.5')).toEqual([]);
+}, 60_000);
+
+it('slows, never refuses, a host a standby logged in from that keeps making walhub exchange keys, and logs it once', async () => {
+  const login = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000001', { extra: ['-b', '127.0.0.10'] });
+  expect([login.status, login.stderr]).toEqual([1, NOT_FOUND]);
+  // Four loops for 6 s from the standby's address: without the slowing, hundreds of key exchanges.
+  const until = Date.now() + 6_000;
+  const loop = async () => {
+    const outcomes: string[] = [];
+    while (Date.now() < until) outcomes.push(await exchangeKeysAndLeave('127.0.0.10'));
+    return outcomes;
+  };
+  const outcomes = (await Promise.all([loop(), loop(), loop(), loop()])).flat();
+  console.log(`churn from a standby's address: ${outcomes.length} key exchanges in 6 s`);
+  expect(outcomes.every((o) => o === 'left before login')).toBe(true);
+  // penalty_min 3s free, then at most 2 s of wait a connection: about 3 + 4 x 6 / 2.
+  expect(outcomes.length).toBeLessThanOrEqual(30);
+  const slowed = hub.logLines.filter((l) => l.msg === 'connections slowed' && l.address === '127.0.0.10');
+  expect(slowed).toHaveLength(1);
+  expect(slowed[0]!.reason).toBe('connections without a login from a source a standby uses');
+  // The standby is still answered, after a wait of 2 s at most.
+  const again = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000001', { extra: ['-b', '127.0.0.10'] });
+  expect([again.status, again.stderr]).toEqual([1, NOT_FOUND]);
+  expect(refusalLines('127.0.0.10')).toEqual([]);
 }, 60_000);
 
 /** Connects from `localAddress`, reads walhub's banner and leaves without a word, as a TCP health check does. */

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { PenaltyBox, type PenaltyPolicy } from '../../src/ssh/penalties.js';
 
-const POLICY: PenaltyPolicy = { min: 15_000, max: 600_000, exemptFor: 86_400_000, maxSources: 3 };
+const POLICY: PenaltyPolicy = { min: 15_000, max: 600_000, exemptFor: 86_400_000, slowMax: 2_000, maxSources: 3 };
 
 function createBox(authorized = new Set(['standby-key'])) {
   const clock = { now: 1_000_000 };
@@ -47,14 +47,32 @@ describe('PenaltyBox', () => {
     expect(box.check('192.0.2.1')).toEqual({ refused: false });
   });
 
-  it('does not penalize a source a still-authorized key logged in from', () => {
-    const { box, authorized } = createBox();
+  it('never refuses a source a still-authorized key logged in from: past min it slows it, by slowMax at most', () => {
+    const { box, authorized, clock } = createBox();
     box.recordLogin('192.0.2.1', 'standby-key');
-    box.penalize('192.0.2.1', 60_000);
+    box.penalize('192.0.2.1', 14_000);
+    expect(box.check('192.0.2.1')).toEqual({ refused: false });
+    box.penalize('192.0.2.1', 1_500);
+    expect(box.check('192.0.2.1')).toEqual({ refused: false, slowMs: 500, first: true });
+    for (let i = 0; i < 100; i++) box.penalize('192.0.2.1', 60_000);
+    expect(box.check('192.0.2.1')).toEqual({ refused: false, slowMs: 2_000, first: false });
+    // The penalty there is capped at min + slowMax: 2 s after the failures stop, it no longer slows.
+    clock.now += 2_000;
     expect(box.check('192.0.2.1')).toEqual({ refused: false });
     authorized.delete('standby-key');
     box.penalize('192.0.2.1', 60_000);
     expect(box.check('192.0.2.1')).toMatchObject({ refused: true });
+  });
+
+  it('keeps an exempt source\'s penalty across the standby\'s logins, and clears a new source\'s at its first login', () => {
+    const { box } = createBox();
+    box.penalize('192.0.2.1', 10_000);
+    box.recordLogin('192.0.2.1', 'standby-key');
+    box.penalize('192.0.2.1', 10_000);
+    expect(box.check('192.0.2.1')).toEqual({ refused: false });
+    box.penalize('192.0.2.1', 7_000);
+    box.recordLogin('192.0.2.1', 'standby-key');
+    expect(box.check('192.0.2.1')).toEqual({ refused: false, slowMs: 2_000, first: true });
   });
 
   it('forgets a login after exemptFor', () => {
