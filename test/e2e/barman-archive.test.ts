@@ -42,7 +42,7 @@ beforeAll(async () => {
 
   hub = await startHub({ archive: barman.home });
   standbyKey = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standbyKey, options: 'servers="pggzip,pgzstd"' }]);
+  await hub.loadKeys([{ key: standbyKey, options: 'servers="pggzip,pgzstd"' }]);
 });
 
 afterAll(async () => {

@@ -32,7 +32,7 @@ beforeAll(async () => {
   await createFillTable(primary);
   hub = await startHub({ archive: barman.home });
   const key = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key, options: 'servers="pg1"' }]);
+  await hub.loadKeys([{ key, options: 'servers="pg1"' }]);
   access = await createStandbyAccess(hub, key);
   standby = await createStandby(primary, { conf: { restore_command: toRestoreCommand(access, 'pg1', 'plain') } });
 });

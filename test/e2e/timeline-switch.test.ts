@@ -37,7 +37,7 @@ beforeAll(async () => {
   hub = await startHub({ archive: barman.home });
   const keyA = await createClientKey(hub.dir, 'standby-a');
   const keyB = await createClientKey(hub.dir, 'standby-b');
-  await hub.writeKeys([keyA, keyB].map((key) => ({ key, options: 'servers="pg1"' })));
+  await hub.loadKeys([keyA, keyB].map((key) => ({ key, options: 'servers="pg1"' })));
   accessA = await createStandbyAccess(hub, keyA);
   accessB = await createStandbyAccess(hub, keyB);
   // A keeps the primary's archive_command: once promoted, it archives to the same Barman server.

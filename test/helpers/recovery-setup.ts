@@ -34,7 +34,7 @@ export async function createRecoverySetup(compression: BarmanCompression): Promi
     await writeAndSwitch(primary, 1000);
     const hub = (started.hub = await startHub({ archive: barman.home }));
     const key = await createClientKey(hub.dir, 'restore-a');
-    await hub.writeKeys([{ key, options: 'servers="pg1"' }]);
+    await hub.loadKeys([{ key, options: 'servers="pg1"' }]);
     const access = (started.access = await createStandbyAccess(hub, key));
     return { barman, primary, hub, access, cleanup };
   } catch (error) {

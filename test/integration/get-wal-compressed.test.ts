@@ -30,7 +30,7 @@ beforeAll(async () => {
   fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
   hub = await startHub({ extraToml: '[limits]\nmax_segment_size = "1024MiB"' });
   standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  await hub.loadKeys([{ key: standby, options: 'servers="pg1"' }]);
   serverDir = await createServerDir(hub.archive, 'pg1');
   const codecs = ['none', 'gzip', 'bzip2', 'zstd', 'xz', 'lz4'] as const;
   for (const [i, codec] of codecs.entries()) stored[codec] = await place(serverDir, fixture.segments[i]!, { codec });

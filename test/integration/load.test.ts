@@ -17,7 +17,7 @@ beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
   hub = await startHub();
   standby = await createClientKey(hub.dir, 'standby-a');
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1"' }]);
+  await hub.loadKeys([{ key: standby, options: 'servers="pg1"' }]);
   const dir = await createServerDir(hub.archive, 'pg1');
   const codecs: Codec[] = ['zstd', 'gzip', 'none', 'zstd', 'bzip2', 'gzip'];
   for (const [i, segment] of fixture.segments.slice(0, codecs.length).entries()) {

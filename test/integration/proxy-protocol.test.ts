@@ -26,7 +26,7 @@ beforeAll(async () => {
     extraToml: '[proxy]\ntrusted = ["127.0.0.1"]\n[limits]\nper_source_max_startups = 2\nlogin_grace_time = "2s"\n',
   });
   key = await createClientKey(hub.dir, 'standby-pinned');
-  await hub.writeKeys([{ key, options: 'servers="pg1",from="10.7.7.7"' }]);
+  await hub.loadKeys([{ key, options: 'servers="pg1",from="10.7.7.7"' }]);
 });
 
 afterAll(async () => {

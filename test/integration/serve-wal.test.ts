@@ -20,7 +20,7 @@ beforeAll(async () => {
   hub = await startHub();
   standby = await createClientKey(hub.dir, 'standby-a');
   // pgdamaged and pglink hold files that are wrong on purpose, under their right names.
-  await hub.writeKeys([{ key: standby, options: 'servers="pg1,pgdamaged,pglink,pgstream"' }]);
+  await hub.loadKeys([{ key: standby, options: 'servers="pg1,pgdamaged,pglink,pgstream"' }]);
   serverDir = await createServerDir(hub.archive, 'pg1');
   const [s0, s1, s2, s3, s4, s5] = fixture.segments as [string, string, string, string, string, string];
   const layout: [string, string, Codec, 'wals' | 'incoming' | 'streaming'][] = [
