@@ -206,6 +206,10 @@ export class Readahead {
       stages.forEach((stage, index) => stage.once('error', () => (failedStage ??= index)));
       await pipeline(stages, { signal });
       const after = await readFileIdentity(opened.handle, opened.relative);
+      // Closed here, so that nothing is awaited between the check below and the
+      // outcome's log line: a decode that ends after close() is 'aborted', never cached.
+      await opened.handle.close();
+      if (signal.aborted) return { outcome: 'aborted', file: opened.relative };
       if (!isSameFile(before, after)) return { outcome: 'changed', file: opened.relative };
       reservation.commit(key, {
         chunks: collector.chunks,
