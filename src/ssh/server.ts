@@ -177,7 +177,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     const penalty = healthCheck ? { refused: false as const } : penalties.check(source);
     if (penalty.refused) {
       // Once per penalty period: the source is known to be failing, its every retry is not news.
-      if (penalty.first) refusals.write(address, 'penalized for failed logins', { penalty_s: Math.ceil(penalty.remainingMs / 1000) });
+      if (penalty.first) refusals.write(address, 'penalized for connections that did not log in', { penalty_s: Math.ceil(penalty.remainingMs / 1000) });
       return void socket.destroy();
     }
     const refusal = admission.check(source);

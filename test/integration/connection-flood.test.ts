@@ -62,6 +62,6 @@ it('a flood of idle connections from other hosts does not keep WAL from a standb
   // Thousands of refusals, a handful of lines: one per source and reason a minute, one per penalty period.
   for (const address of ['127.0.0.2', '127.0.0.3']) {
     const reasons = hub.logLines.filter((l) => l.msg === 'connection refused' && l.address === address).map((l) => l.reason);
-    expect(reasons).toEqual(['too many unauthenticated connections from this source', 'penalized for failed logins']);
+    expect(reasons).toEqual(['too many unauthenticated connections from this source', 'penalized for connections that did not log in']);
   }
 }, 120_000);

@@ -71,7 +71,7 @@ it('refuses a host at accept after repeated failed logins, logs it once, and let
   expect(failed).toBeGreaterThanOrEqual(3);
   expect(failed).toBeLessThanOrEqual(6);
   expect(outcomes.slice(failed)).toEqual(new Array(50 - failed).fill('refused at accept'));
-  expect(refusalLines('127.0.0.4').map((l) => l.reason)).toEqual(['penalized for failed logins']);
+  expect(refusalLines('127.0.0.4').map((l) => l.reason)).toEqual(['penalized for connections that did not log in']);
   expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.4')).toHaveLength(failed);
 
   // A standby at another address fetches as usual meanwhile.
@@ -92,7 +92,7 @@ it('never refuses a host a still-authorized key logged in from (it slows it), un
   await hub.loadKeys([]);
   const outcomes = await tryLogins('127.0.0.9', stranger, 10);
   expect(outcomes).toContain('refused at accept');
-  expect(refusalLines('127.0.0.9').map((l) => l.reason)).toEqual(['penalized for failed logins']);
+  expect(refusalLines('127.0.0.9').map((l) => l.reason)).toEqual(['penalized for connections that did not log in']);
   await hub.loadKeys([{ key: standby, options: 'servers="pg1"' }]);
 }, 60_000);
 
@@ -119,7 +119,7 @@ it('refuses a host that keeps making walhub exchange keys without ever trying on
   expect(left).toBeGreaterThanOrEqual(3);
   expect(left).toBeLessThanOrEqual(5);
   expect(outcomes.slice(left)).toEqual(new Array(30 - left).fill('refused at accept'));
-  expect(refusalLines('127.0.0.5').map((l) => l.reason)).toEqual(['penalized for failed logins']);
+  expect(refusalLines('127.0.0.5').map((l) => l.reason)).toEqual(['penalized for connections that did not log in']);
   // No line per connection: only the penalty's.
   expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.5')).toEqual([]);
 }, 60_000);
