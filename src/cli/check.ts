@@ -94,7 +94,7 @@ export async function runCheck(args: string[]): Promise<CliResult> {
   out(`encoders      ${[...decoders.encoders.keys()].join(', ')}${notAvailable(decoders.missingEncoders)}`);
   // Which cipher OpenSSH clients end up with depends on this CPU (see algorithms.ts).
   const aes = cpuHasAes();
-  out(`ciphers       ${offeredCiphers(aes).join(', ')} (${aes ? 'this CPU has AES instructions' : 'no AES instructions on this CPU'})`);
+  out(`ciphers       ${offeredCiphers(aes).join(', ')} (${aes ? 'this CPU has AES instructions' : 'no AES instructions found in /proc/cpuinfo'})`);
 
   for (const warning of warnings) process.stderr.write(`walhub: warning: ${warning}\n`);
   for (const problem of problems) process.stderr.write(`walhub: ${problem}\n`);
