@@ -7,12 +7,13 @@
  *
  * A source a standby logged in from (a NAT, a balancer without the PROXY
  * protocol) is never refused for its neighbours' failures: refusing it would
- * shut the standby out. It is slowed instead: past `min`, each new connection
+ * shut the standby out. It is slowed instead: each key exchange without a
+ * login adds `slowStep` to its penalty, and past `min` each new connection
  * from it waits before walhub answers, at most `slowMax` (the penalty is
- * capped at `min + slowMax` there), so that what a client behind it makes
- * walhub spend on key exchanges is bounded by the per-source caps divided by
+ * capped at `min + slowMax` there). What a client behind it makes walhub
+ * spend on key exchanges is then bounded by the per-source caps divided by
  * that wait, and the standby's connections wait at most that long, only
- * while failures keep coming.
+ * while the exchanges keep coming faster than one a `slowStep`.
  */
 export interface PenaltyPolicy {
   readonly min: number;
@@ -21,6 +22,8 @@ export interface PenaltyPolicy {
   readonly exemptFor: number;
   /** The longest an exempt source's connection waits before it is answered. */
   readonly slowMax: number;
+  /** What one key exchange without a login adds to an exempt source's penalty. */
+  readonly slowStep: number;
   /** Sources tracked at once; past it the oldest entry is forgotten (sshd's max-sources, overflow permissive). */
   readonly maxSources: number;
 }
@@ -53,16 +56,29 @@ export class PenaltyBox {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** A failure from `source` worth `ms`; while a login from there vouches for it, only up to what slows it. */
-  penalize(source: string, ms: number): void {
+  /**
+   * A failure from `source` worth `ms`. While a login from there vouches for
+   * it, what counts is walhub's work, not the failure's kind: `slowStep` for a
+   * failure that cost a key exchange (`keyExchange`), nothing for one that did
+   * not (a socket that never sent its ident line), so that slowing starts
+   * only past a sustained exchange a `slowStep`, never for a neighbour's odd
+   * failed login or idle socket.
+   */
+  penalize(source: string, ms: number, { keyExchange }: { keyExchange: boolean }): void {
     const now = this.now();
     if (ms === 0) return;
     const exempt = this.isExempt(source, now);
+    if (exempt) {
+      if (!keyExchange) return;
+      ms = this.policy.slowStep;
+    }
     const current = this.penalties.get(source);
     const base = current && current.until > now ? current.until : now;
     const until = Math.min(base + ms, now + (exempt ? this.policy.min + this.policy.slowMax : this.policy.max));
     const active = !exempt && until - now >= this.policy.min;
     if (current && current.until > now) {
+      // A new stretch of slowing gets its own log line.
+      if (current.until - now <= this.policy.min) current.slowed = 0;
       current.until = until;
       current.active ||= active;
     } else remember(this.penalties, source, { until, active, refused: 0, slowed: 0 }, this.policy.maxSources);
@@ -103,6 +119,11 @@ export class PenaltyBox {
     const now = this.now();
     if (!this.isExempt(source, now)) this.penalties.delete(source);
     remember(this.logins, source, { at: now, key }, this.policy.maxSources);
+  }
+
+  /** Whether a login from `source` vouches for it now (see recordLogin). */
+  exempts(source: string): boolean {
+    return this.isExempt(source, this.now());
   }
 
   private isExempt(source: string, now: number): boolean {

@@ -12,8 +12,10 @@ import { isIPv4, isIPv6, type Socket } from 'node:net';
 export type ProxyHeader =
   /** A proxied connection: the client's address and port as the balancer saw them. */
   | { readonly kind: 'proxy'; readonly length: number; readonly address: string; readonly port: number }
-  /** v2 LOCAL (the balancer's own health check) or v1 UNKNOWN: the connection's own address stands. */
-  | { readonly kind: 'local'; readonly length: number };
+  /** v2 LOCAL: the balancer speaking for itself (its health checks); the connection's own address stands. */
+  | { readonly kind: 'local'; readonly length: number }
+  /** v1 UNKNOWN: a client the balancer has no address for (HAProxy: a unix-socket frontend's); the connection's own address stands. */
+  | { readonly kind: 'unknown'; readonly length: number };
 
 export type ProxyParse = ProxyHeader | { readonly kind: 'incomplete' } | { readonly kind: 'invalid'; readonly reason: string };
 
@@ -60,7 +62,7 @@ function parseV1(bytes: Buffer): ProxyParse {
   const length = lf + 1;
   const fields = line.toString('latin1').split(' ');
   // "PROXY UNKNOWN" may carry anything after it, and the receiver ignores it.
-  if (fields[1] === 'UNKNOWN') return { kind: 'local', length };
+  if (fields[1] === 'UNKNOWN') return { kind: 'unknown', length };
   const [, family, source, , sourcePort, destPort, ...extra] = fields;
   const isFamily = family === 'TCP4' ? isIPv4 : family === 'TCP6' ? isIPv6 : undefined;
   if (!isFamily) return { kind: 'invalid', reason: 'PROXY v1 header with an unknown address family' };

@@ -55,6 +55,8 @@ const LOGIN_EXEMPTS_SOURCE_MS = 24 * 3_600_000;
  * exchanges a second from it; far below the ident timeout.
  */
 const EXEMPT_SLOW_MAX_MS = 2_000;
+/** A source a standby uses is slowed only past one key exchange without a login a second, kept up for penalty_min. */
+const EXEMPT_SLOW_STEP_MS = 1_000;
 /** Like sshd's max-sources4/6. */
 const MAX_PENALIZED_SOURCES = 65_536;
 
@@ -81,7 +83,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const connections = new Set<Connection>();
   const admission = new Admission(limits);
   const penalties = new PenaltyBox(
-    { min: limits.penaltyMin, max: limits.penaltyMax, exemptFor: LOGIN_EXEMPTS_SOURCE_MS, slowMax: EXEMPT_SLOW_MAX_MS, maxSources: MAX_PENALIZED_SOURCES },
+    { min: limits.penaltyMin, max: limits.penaltyMax, exemptFor: LOGIN_EXEMPTS_SOURCE_MS, slowMax: EXEMPT_SLOW_MAX_MS, slowStep: EXEMPT_SLOW_STEP_MS, maxSources: MAX_PENALIZED_SOURCES },
     (blob) => deps.keys.current.byBlob.has(blob),
   );
   const refusals = new RefusalLog(deps.log);
@@ -146,6 +148,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
         if (draining) return void socket.destroy();
         return admitSocket(socket, front, peer, undefined, { healthCheck: true });
       }
+      if (header.kind === 'unknown') return admitSocket(socket, front, peer, undefined, { unattributed: true });
       admitSocket(socket, front, toPlainAddress(header.address), { address: header.address, port: header.port });
     }).catch((error: unknown) => {
       // A direct connection's mishap is caught by ssh2's handlers; this one would end the process (exit 70) for every standby.
@@ -155,26 +158,28 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   };
 
   /**
-   * `healthCheck`: a PROXY LOCAL or UNKNOWN connection, the balancer's own
-   * health check or a client it has no address for (HAProxy's UNKNOWN for a
-   * unix-socket frontend). Its address is the balancer's: no penalty counts
-   * or refuses it, and no line fail2ban reads names it, or one client's
-   * failed logins would shut out every standby behind the balancer.
+   * `unattributed`: a PROXY LOCAL or UNKNOWN connection, whose address is the
+   * balancer's own: no penalty counts or refuses it, and no line fail2ban
+   * reads names it, or one client's failed logins would shut out every
+   * standby behind the balancer. `healthCheck`: LOCAL, the balancer's health
+   * check. UNKNOWN (a client the balancer has no address for, as HAProxy
+   * sends for a unix-socket frontend's) counts apart from the health checks
+   * in the per-source caps, so that such clients cannot take the checks' slots.
    */
   const admitSocket = (
     socket: Socket,
     front: Front,
     address: string,
     proxied: { address: string; port: number } | undefined,
-    { healthCheck = false } = {},
+    { healthCheck = false, unattributed = healthCheck }: { healthCheck?: boolean; unattributed?: boolean } = {},
   ) => {
     // Decide before spending anything on the socket: no Connection, no ssh2, no audit record.
-    const source = toSourceKey(address, limits.perSourceIpv6Prefix);
+    const source = `${unattributed && !healthCheck ? 'PROXY UNKNOWN via ' : ''}${toSourceKey(address, limits.perSourceIpv6Prefix)}`;
     if (closing) {
-      refusals.refuse(address, source, 'shutting down', { balancer: healthCheck });
+      refusals.refuse(address, source, 'shutting down', { balancer: unattributed });
       return void socket.destroy();
     }
-    const penalty = healthCheck ? { refused: false as const } : penalties.check(source);
+    const penalty = unattributed ? { refused: false as const } : penalties.check(source);
     if (penalty.refused) {
       // Once per penalty period: the source is known to be failing, its every retry is not news.
       if (penalty.first) refusals.write(address, 'penalized for connections that did not log in', { penalty_s: Math.ceil(penalty.remainingMs / 1000) });
@@ -182,7 +187,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     }
     const refusal = admission.check(source);
     if (refusal) {
-      refusals.refuse(address, source, refusal, { balancer: healthCheck });
+      refusals.refuse(address, source, refusal, { balancer: unattributed });
       return void socket.destroy();
     }
 
@@ -209,7 +214,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       clearTimeout(grace);
       authenticated = true;
       ticket.markAuthenticated();
-      if (conn.identity) penalties.recordLogin(source, conn.identity.key.blob.toString('base64'));
+      if (conn.identity && !unattributed) penalties.recordLogin(source, conn.identity.key.blob.toString('base64'));
     };
     socket.once('close', () => {
       clearTimeout(grace);
@@ -218,17 +223,21 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       if (front.awaitingIdent.get(identKey)?.conn === conn) front.awaitingIdent.delete(identKey);
       ticket.release();
       connections.delete(conn);
+      // Past the ident line a key exchange starts: before it, a connection cost walhub next to nothing.
+      const keyExchange = conn.clientIdent !== undefined;
       if (!authenticated && !closing && (timedOut || (conn.login?.counted ?? 0) > 0)) {
-        if (!healthCheck) penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure);
+        // Read before penalize(): a login exempts the source, and fail2ban must not ban the standby there.
+        const exempt = !unattributed && penalties.exempts(source);
+        if (!unattributed) penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure, { keyExchange });
         // One line per failed connection, for fail2ban: the per-source caps and
         // penalties bound how many a source can cause.
         const reason = conn.closeReason ?? 'authentication failed';
-        conn.log.warn({ ...(healthCheck ? { proxy: address } : { address }), reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
-      } else if (!authenticated && !closing && !healthCheck && conn.clientIdent !== undefined) {
-        // Only past the ident line, where a key exchange starts: a balancer's or a
-        // monitor's check that reads the banner and leaves cost walhub next to nothing.
+        const who = unattributed ? { proxy: address } : { address, ...(exempt ? { standby_source: true } : {}) };
+        conn.log.warn({ ...who, reason, auth_attempts: conn.login?.counted ?? 0 }, 'login failed');
+      } else if (!authenticated && !closing && !unattributed && keyExchange) {
+        // A balancer's or a monitor's check that reads the banner and leaves is not counted.
         // No line for these: the penalty, once it shuts the source out, writes one.
-        penalties.penalize(source, limits.penaltyNoAuth);
+        penalties.penalize(source, limits.penaltyNoAuth, { keyExchange });
       }
       // A health check that went no further than the banner is no one's connection.
       if (healthCheck && conn.clientIdent === undefined) return;
@@ -241,14 +250,17 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
     });
     const answer = () => {
       if (socket.destroyed) return;
+      if (closing) return void socket.destroy();
       front.ssh.injectSocket(socket);
       // Added after ssh2 paused the socket, so ssh2 loses no byte; runs before its parser.
-      if (!proxied && !healthCheck) refuseUntrustedProxyHeader(socket, conn);
+      if (!proxied && !unattributed) refuseUntrustedProxyHeader(socket, conn);
     };
     if (penalty.slowMs === undefined) return answer();
     // Not "connection refused": this source is a standby's, which fail2ban must not ban.
     if (penalty.first) conn.log.warn({ address, reason: 'connections without a login from a source a standby uses', wait_ms: Math.round(penalty.slowMs) }, 'connections slowed');
-    setTimeout(answer, penalty.slowMs);
+    // A quarter of login_grace_time at most: the wait counts against it.
+    const wait = setTimeout(answer, Math.min(penalty.slowMs, limits.loginGraceTime / 4));
+    socket.once('close', () => clearTimeout(wait));
   };
 
   /** A balancer not in [proxy] trusted: its header is refused by name, never read as SSH or believed. */

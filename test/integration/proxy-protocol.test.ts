@@ -169,6 +169,20 @@ it('clients behind PROXY UNKNOWN (no address of their own) that fail to log in n
   sockets.at(-1)!.destroy();
 });
 
+it('clients behind PROXY UNKNOWN holding every slot for one source leave the health checks theirs', async () => {
+  // per_source_max_startups = 2: two UNKNOWN connections that never log in fill their own allowance...
+  const held = [await send('127.0.0.1', Buffer.from('PROXY UNKNOWN\r\n', 'latin1'), { waitMs: 300 })];
+  const heldSockets = [sockets.at(-1)!];
+  held.push(await send('127.0.0.1', Buffer.from('PROXY UNKNOWN\r\n', 'latin1'), { waitMs: 300 }));
+  heldSockets.push(sockets.at(-1)!);
+  for (const outcome of held) expect(outcome).toMatchObject({ received: expect.stringMatching(/^SSH-2\.0-walhub_/), closed: false });
+  expect(await send('127.0.0.1', Buffer.from('PROXY UNKNOWN\r\n', 'latin1'), { waitMs: 500 })).toEqual({ received: '', closed: true });
+  // ...not the balancer's health checks.
+  expect((await send('127.0.0.1', V2_LOCAL, { waitMs: 300 })).received).toMatch(/^SSH-2\.0-walhub_/);
+  sockets.at(-1)!.resetAndDestroy();
+  for (const socket of heldSockets) socket.destroy();
+});
+
 async function waitForAudit(predicate: (r: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
   for (let i = 0; i < 50; i++) {
     const hit = (await hub.audit()).find(predicate);

@@ -53,8 +53,8 @@ describe('parseProxyHeader: the specification\'s examples', () => {
   it.each([
     ['UNKNOWN', 'PROXY UNKNOWN\r\n'],
     ['the worst case UNKNOWN, with addresses to ignore', 'PROXY UNKNOWN ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n'],
-  ])('reads v1 %s as the connection\'s own address', (_what, text) => {
-    expect(parseProxyHeader(Buffer.from(text, 'latin1'))).toEqual({ kind: 'local', length: text.length });
+  ])('reads v1 %s as a client without an address', (_what, text) => {
+    expect(parseProxyHeader(Buffer.from(text, 'latin1'))).toEqual({ kind: 'unknown', length: text.length });
   });
 
   it('reads a v2 TCP over IPv4 header', () => {
@@ -132,8 +132,8 @@ describe('parseProxyHeader: hostile and mistaken headers', () => {
     // A fixed-seed generator: the same 20000 cases every run, so a failure can be replayed.
     let seed = 0x5eed;
     const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
-    const seeds = [TCP4, TCP6, v2({ command: 0, family: 0 }), Buffer.from('PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n'), Buffer.from('PROXY UNKNOWN\r\n')];
-    const counts = { proxy: 0, local: 0, incomplete: 0, invalid: 0 };
+    const seeds = [TCP4, TCP6, v2({ command: 0, family: 0 }), Buffer.from('PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n'), Buffer.from('PROXY UNKNOWN\r\n'), Buffer.from('PROXY UNKNOWN 2001:db8::7 2001:db8::1 40000 22\r\n')];
+    const counts = { proxy: 0, local: 0, unknown: 0, incomplete: 0, invalid: 0 };
     for (let i = 0; i < 20_000; i++) {
       const bytes = Buffer.from(seeds[i % seeds.length]!);
       const flips = 1 + Math.floor(random() * 3);
@@ -142,7 +142,7 @@ describe('parseProxyHeader: hostile and mistaken headers', () => {
       const input = Buffer.concat([bytes.subarray(0, cut), random() < 0.5 ? SSH_IDENT : Buffer.alloc(0)]);
       const parsed = parseProxyHeader(input);
       counts[parsed.kind]++;
-      if (parsed.kind === 'proxy' || parsed.kind === 'local') {
+      if (parsed.kind === 'proxy' || parsed.kind === 'local' || parsed.kind === 'unknown') {
         expect(parsed.length).toBeLessThanOrEqual(Math.min(input.length, MAX_HEADER_LENGTH));
       }
       if (parsed.kind === 'incomplete') expect(input.length).toBeLessThan(MAX_HEADER_LENGTH);
