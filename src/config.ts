@@ -48,6 +48,8 @@ export interface Limits {
   readonly penaltyMin: number;
   /** the longest a source is refused at accept (PerSourcePenalties max). */
   readonly penaltyMax: number;
+  /** addresses and CIDR blocks never refused for a penalty, only slowed, as a source a standby logged in from is (PerSourcePenaltyExemptList). */
+  readonly penaltyExempt: readonly string[];
   /** get-wal transfers at once over all connections. */
   readonly maxTransfers: number;
   /** ms without any traffic after which an authenticated connection is dropped. */
@@ -138,6 +140,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
   penaltyNoAuth: 1_000,
   penaltyMin: 15_000,
   penaltyMax: 600_000,
+  penaltyExempt: Object.freeze([]),
   maxTransfers: 64,
   idleTimeout: 300_000,
   // zstd -19 (and --ultra -22) on a 16 MiB segment uses a window of 8-16 MiB;
@@ -189,6 +192,9 @@ const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: LimitKind }> = {
   stall_timeout: { field: 'stallTimeout', kind: 'duration' },
   session_start_timeout: { field: 'sessionStartTimeout', kind: 'duration' },
 };
+
+/** The one list among the limits: addresses, not a number (see Limits.penaltyExempt). */
+const PENALTY_EXEMPT_KEY = 'penalty_exempt';
 
 /** How each kind of limit is read, and what to say when it cannot be; max_startups may set three fields at once. */
 const LIMIT_PARSERS: Record<LimitKind, { parse: (value: unknown) => number | Partial<Limits> | undefined; expected: string }> = {
@@ -277,14 +283,20 @@ export function parseConfig(text: string, file: string): Config {
     }
   }
 
-  const limits: Record<string, number> = { ...DEFAULT_LIMITS };
+  const limits: Record<string, number | readonly string[]> = { ...DEFAULT_LIMITS };
   const rawLimits = raw.limits ?? {};
   if (!isTable(rawLimits)) fail('limits', 'expected a table');
   else {
     for (const [key, value] of Object.entries(rawLimits)) {
+      if (key === PENALTY_EXEMPT_KEY) {
+        const entries = stringList(rawLimits, key, (_key, expected) => fail(`limits.${key}`, expected), []);
+        for (const entry of entries) if (!isAddressOrBlock(entry)) fail(`limits.${key}`, `expected an IP address or CIDR block like "10.0.9.0/24", got ${JSON.stringify(entry)}`);
+        limits.penaltyExempt = Object.freeze([...entries]);
+        continue;
+      }
       const spec = LIMIT_KEYS[key];
       if (!spec) {
-        fail(`limits.${key}`, `unknown key (expected one of ${Object.keys(LIMIT_KEYS).join(', ')})`);
+        fail(`limits.${key}`, `unknown key (expected one of ${[...Object.keys(LIMIT_KEYS), PENALTY_EXEMPT_KEY].join(', ')})`);
         continue;
       }
       const parser = LIMIT_PARSERS[spec.kind];
@@ -293,7 +305,7 @@ export function parseConfig(text: string, file: string): Config {
       else if (typeof parsed === 'object') Object.assign(limits, parsed);
       else limits[spec.field] = parsed;
     }
-    if (limits.penaltyMin! > limits.penaltyMax!) fail('limits.penalty_min', 'must not be longer than limits.penalty_max');
+    if ((limits.penaltyMin as number) > (limits.penaltyMax as number)) fail('limits.penalty_min', 'must not be longer than limits.penalty_max');
   }
 
   const fipsAlgorithms = raw.fips_algorithms ?? false;

@@ -34,13 +34,16 @@ interface Penalty {
   active: boolean;
   /** Refusals at accept since the penalty started being enforced. */
   refused: number;
-  /** Connections slowed since the penalty last started slowing them. */
-  slowed: number;
+  /** When a slowed connection was last reported (`first`): at most once a SLOW_NOTE_MS. */
+  slowNotedAt: number;
 }
+
+/** How often slowing a source is reported, at most. */
+const SLOW_NOTE_MS = 60_000;
 
 export type PenaltyCheck =
   | { readonly refused: false; readonly slowMs?: undefined }
-  /** An exempt source's connection: answered after `slowMs`; `first` once per stretch of slowing. */
+  /** An exempt source's connection: answered after `slowMs`; `first` at most once a minute, to be reported. */
   | { readonly refused: false; readonly slowMs: number; readonly first: boolean }
   | { readonly refused: true; readonly first: boolean; readonly remainingMs: number };
 
@@ -64,10 +67,10 @@ export class PenaltyBox {
    * only past a sustained exchange a `slowStep`, never for a neighbour's odd
    * failed login or idle socket.
    */
-  penalize(source: string, ms: number, { keyExchange }: { keyExchange: boolean }): void {
+  penalize(source: string, ms: number, { keyExchange, listed = false }: { keyExchange: boolean; listed?: boolean }): void {
     const now = this.now();
     if (ms === 0) return;
-    const exempt = this.isExempt(source, now);
+    const exempt = listed || this.isExempt(source, now);
     if (exempt) {
       if (!keyExchange) return;
       ms = this.policy.slowStep;
@@ -77,15 +80,17 @@ export class PenaltyBox {
     const until = Math.min(base + ms, now + (exempt ? this.policy.min + this.policy.slowMax : this.policy.max));
     const active = !exempt && until - now >= this.policy.min;
     if (current && current.until > now) {
-      // A new stretch of slowing gets its own log line.
-      if (current.until - now <= this.policy.min) current.slowed = 0;
       current.until = until;
       current.active ||= active;
-    } else remember(this.penalties, source, { until, active, refused: 0, slowed: 0 }, this.policy.maxSources);
+    } else remember(this.penalties, source, { until, active, refused: 0, slowNotedAt: -Infinity }, this.policy.maxSources);
   }
 
-  /** Whether a new connection from `source` is refused now; `first` is true once per penalty period. */
-  check(source: string): PenaltyCheck {
+  /**
+   * Whether a new connection from `source` is refused now; `first` is true
+   * once per penalty period. `listed`: in penalty_exempt, exempt as a source
+   * a standby logged in from is.
+   */
+  check(source: string, { listed = false }: { listed?: boolean } = {}): PenaltyCheck {
     const penalty = this.penalties.get(source);
     if (!penalty) return { refused: false };
     const now = this.now();
@@ -94,14 +99,13 @@ export class PenaltyBox {
       this.penalties.delete(source);
       return { refused: false };
     }
-    if (this.isExempt(source, now)) {
+    if (listed || this.isExempt(source, now)) {
       const slowMs = Math.min(this.policy.slowMax, remainingMs - this.policy.min);
-      if (slowMs <= 0) {
-        penalty.slowed = 0;
-        return { refused: false };
-      }
-      penalty.slowed++;
-      return { refused: false, slowMs, first: penalty.slowed === 1 };
+      if (slowMs <= 0) return { refused: false };
+      // A neighbour hovering about the threshold would start a stretch every few seconds: one line a minute.
+      const first = now - penalty.slowNotedAt >= SLOW_NOTE_MS;
+      if (first) penalty.slowNotedAt = now;
+      return { refused: false, slowMs, first };
     }
     // Below min a few failures are forgiven: a standby with a stale second key, a restart.
     if (!penalty.active) return { refused: false };

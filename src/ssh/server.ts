@@ -120,6 +120,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   };
 
   const trustedProxies = toBlockList(config.proxy.trusted);
+  const penaltyExempt = toBlockList(limits.penaltyExempt);
   /** Sockets from a balancer still sending their PROXY header: not yet counted by any source. */
   let awaitingHeader = 0;
   let draining = false;
@@ -127,7 +128,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
   const handleSocket = (socket: Socket, front: Front) => {
     const peer = toPlainAddress(socket.remoteAddress ?? '');
     socket.on('error', () => {});
-    if (!isTrusted(trustedProxies, peer)) return admitSocket(socket, front, peer, undefined);
+    if (!isListed(trustedProxies, peer)) return admitSocket(socket, front, peer, undefined);
     // Each balancer connection counts under the client it carries, known only
     // from its header: until then, a bound on them all, not per source.
     if (closing || awaitingHeader >= limits.maxStartups) {
@@ -179,7 +180,9 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       refusals.refuse(address, source, 'shutting down', { balancer: unattributed });
       return void socket.destroy();
     }
-    const penalty = unattributed ? { refused: false as const } : penalties.check(source);
+    // In penalty_exempt: slowed, never refused, as a source a standby logged in from.
+    const listed = !unattributed && isListed(penaltyExempt, address);
+    const penalty = unattributed ? { refused: false as const } : penalties.check(source, { listed });
     if (penalty.refused) {
       // Once per penalty period: the source is known to be failing, its every retry is not news.
       if (penalty.first) refusals.write(address, 'penalized for connections that did not log in', { penalty_s: Math.ceil(penalty.remainingMs / 1000) });
@@ -227,8 +230,8 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       const keyExchange = conn.clientIdent !== undefined;
       if (!authenticated && !closing && (timedOut || (conn.login?.counted ?? 0) > 0)) {
         // Read before penalize(): a login exempts the source, and fail2ban must not ban the standby there.
-        const exempt = !unattributed && penalties.exempts(source);
-        if (!unattributed) penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure, { keyExchange });
+        const exempt = listed || (!unattributed && penalties.exempts(source));
+        if (!unattributed) penalties.penalize(source, timedOut ? limits.penaltyLoginTimeout : limits.penaltyAuthFailure, { keyExchange, listed });
         // One line per failed connection, for fail2ban: the per-source caps and
         // penalties bound how many a source can cause.
         const reason = conn.closeReason ?? 'authentication failed';
@@ -237,7 +240,7 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       } else if (!authenticated && !closing && !unattributed && keyExchange) {
         // A balancer's or a monitor's check that reads the banner and leaves is not counted.
         // No line for these: the penalty, once it shuts the source out, writes one.
-        penalties.penalize(source, limits.penaltyNoAuth, { keyExchange });
+        penalties.penalize(source, limits.penaltyNoAuth, { keyExchange, listed });
       }
       // A health check that went no further than the banner is no one's connection.
       if (healthCheck && conn.clientIdent === undefined) return;
@@ -351,7 +354,7 @@ function toBlockList(entries: readonly string[]): BlockList {
   return list;
 }
 
-function isTrusted(list: BlockList, address: string): boolean {
+function isListed(list: BlockList, address: string): boolean {
   const family = isIP(address);
   return family !== 0 && list.check(address, family === 6 ? 'ipv6' : 'ipv4');
 }

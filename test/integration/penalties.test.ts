@@ -24,7 +24,9 @@ let rawLog = '';
 
 beforeAll(async () => {
   // Shortened from the defaults (5s, 15s, 10m) so that the test sees a penalty start and end.
-  hub = await startHub({ extraToml: '[limits]\npenalty_auth_failure = "1s"\npenalty_min = "3s"\npenalty_max = "4s"\n' });
+  hub = await startHub({
+    extraToml: '[limits]\npenalty_auth_failure = "1s"\npenalty_min = "3s"\npenalty_max = "4s"\npenalty_exempt = ["127.0.0.11", "127.0.1.0/24"]\n',
+  });
   hub.process.stdout!.on('data', (text: string) => (rawLog += text));
   standby = await createClientKey(hub.dir, 'standby-a');
   stranger = await createClientKey(hub.dir, 'stranger');
@@ -98,6 +100,15 @@ it('never refuses a host a still-authorized key logged in from (it slows it), un
   expect(outcomes).toContain('refused at accept');
   expect(refusalLines('127.0.0.9').map((l) => l.reason)).toEqual(['penalized for connections that did not log in']);
   await hub.loadKeys([{ key: standby, options: 'servers="pg1"' }]);
+}, 60_000);
+
+it('never refuses an address in penalty_exempt, though no standby logged in from it yet: it slows it', async () => {
+  expect(await tryLogins('127.0.0.11', stranger, 8)).toEqual(new Array(8).fill('authentication failed'));
+  expect(refusalLines('127.0.0.11')).toEqual([]);
+  const failed = () => hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.11');
+  await hub.waitForLog(() => failed().length === 8);
+  expect(failed().map((l) => l.standby_source)).toEqual(new Array(8).fill(true));
+  expect(hub.logLines.filter((l) => l.msg === 'connections slowed' && l.address === '127.0.0.11')).toHaveLength(1);
 }, 60_000);
 
 /** Connects from `localAddress`, lets the key exchange finish, and leaves without trying a key. */

@@ -51,6 +51,7 @@ describe('parseConfig', () => {
       penaltyNoAuth: 1_000,
       penaltyMin: 15_000,
       penaltyMax: 600_000,
+      penaltyExempt: [],
       maxDecodeWindow: 16 * 1024 * 1024,
       maxSegmentSize: 64 * 1024 * 1024,
       maxTransfersPerKey: 8,
@@ -92,6 +93,7 @@ penalty_login_timeout = "1m"
 penalty_no_auth = "3s"
 penalty_min = "1m"
 penalty_max = "1h"
+penalty_exempt = ["203.0.113.7", "10.1.0.0/16", "2001:db8:7::/48"]
 max_decode_window = "8MiB"
 max_segment_size = "1GiB"
 max_transfers_per_key = 4
@@ -138,6 +140,7 @@ readahead = 8
         penaltyNoAuth: 3_000,
         penaltyMin: 60_000,
         penaltyMax: 3_600_000,
+        penaltyExempt: ['203.0.113.7', '10.1.0.0/16', '2001:db8:7::/48'],
         maxDecodeWindow: 8 * 1024 * 1024,
         maxSegmentSize: 1024 * 1024 * 1024,
         maxTransfersPerKey: 4,
@@ -189,7 +192,7 @@ readahead = 8
     [
       'an unknown limits key',
       '[limits]\nmax_auth_try = 3',
-      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_no_auth, penalty_min, penalty_max, max_decode_window, max_segment_size, max_transfers_per_key, stall_timeout, session_start_timeout)`,
+      `${FILE}: limits.max_auth_try: unknown key (expected one of login_grace_time, max_auth_tries, max_sessions, max_startups, max_connections, max_transfers, idle_timeout, per_source_max_startups, per_source_max_connections, per_source_ipv6_prefix, penalty_auth_failure, penalty_login_timeout, penalty_no_auth, penalty_min, penalty_max, max_decode_window, max_segment_size, max_transfers_per_key, stall_timeout, session_start_timeout, penalty_exempt)`,
     ],
     ['a duration in words', '[limits]\nlogin_grace_time = "30 seconds"', `${FILE}: limits.login_grace_time: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
     ['a duration in days', '[limits]\nidle_timeout = "1d"', `${FILE}: limits.idle_timeout: expected a duration like "30s", "5m" or "1h", from 1s to 576h`],
@@ -241,6 +244,8 @@ readahead = 8
     ['a server with an empty path', '[servers.pg1]\npath = ""', `${FILE}: servers.pg1.path: expected a directory path`],
     ['proxy that is not a table', 'proxy = "10.0.0.5"', `${FILE}: proxy: expected a table`],
     ['an unknown proxy key', '[proxy]\ntrusted_hosts = ["10.0.0.5"]', `${FILE}: proxy.trusted_hosts: unknown key (expected one of trusted, drain_time)`],
+    ['a host name as a penalty exemption', '[limits]\npenalty_exempt = ["standby1.example.net"]', `${FILE}: limits.penalty_exempt: expected an IP address or CIDR block like "10.0.9.0/24", got "standby1.example.net"`],
+    ['a penalty exemption that is not a list', '[limits]\npenalty_exempt = "10.1.0.0/16"', `${FILE}: limits.penalty_exempt: expected a list of strings`],
     ['a host name as a trusted proxy', '[proxy]\ntrusted = ["lb1.example.net"]', `${FILE}: proxy.trusted: expected an IP address or CIDR block like "10.0.9.0/24", got "lb1.example.net"`],
     ['a CIDR block with a prefix too long', '[proxy]\ntrusted = ["10.0.9.0/33"]', `${FILE}: proxy.trusted: expected an IP address or CIDR block like "10.0.9.0/24", got "10.0.9.0/33"`],
     ['a CIDR block with two prefixes', '[proxy]\ntrusted = ["10.0.9.0/24/8"]', `${FILE}: proxy.trusted: expected an IP address or CIDR block like "10.0.9.0/24", got "10.0.9.0/24/8"`],

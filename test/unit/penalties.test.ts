@@ -67,6 +67,22 @@ describe('PenaltyBox', () => {
     expect(box.check('192.0.2.1')).toMatchObject({ refused: true });
   });
 
+  it('reports slowing a source at most once a minute while it goes on', () => {
+    const { box, clock } = createBox();
+    box.recordLogin('192.0.2.1', 'standby-key');
+    const firsts: boolean[] = [];
+    // A neighbour at one and a half key exchanges a second, for two minutes.
+    for (let i = 0; i < 120; i++) {
+      box.penalize('192.0.2.1', 1_000, KEX);
+      if (i % 2 === 0) box.penalize('192.0.2.1', 1_000, KEX);
+      clock.now += 1_000;
+      const checked = box.check('192.0.2.1');
+      if (!checked.refused && checked.slowMs !== undefined) firsts.push(checked.first);
+    }
+    expect(firsts.length).toBeGreaterThan(10);
+    expect(firsts.filter((f) => f)).toHaveLength(2);
+  });
+
   it('never slows a source a standby uses for failures that cost no key exchange (idle sockets)', () => {
     const { box } = createBox();
     box.recordLogin('192.0.2.1', 'standby-key');
