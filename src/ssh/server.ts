@@ -259,10 +259,11 @@ export async function startServer(deps: ServerDeps): Promise<RunningServer> {
       if (!proxied && !unattributed) refuseUntrustedProxyHeader(socket, conn);
     };
     if (penalty.slowMs === undefined) return answer();
-    // Not "connection refused": this source is a standby's, which fail2ban must not ban.
-    if (penalty.first) conn.log.warn({ address, reason: 'connections without a login from a source a standby uses', wait_ms: Math.round(penalty.slowMs) }, 'connections slowed');
     // A quarter of login_grace_time at most: the wait counts against it.
-    const wait = setTimeout(answer, Math.min(penalty.slowMs, limits.loginGraceTime / 4));
+    const waitMs = Math.min(penalty.slowMs, limits.loginGraceTime / 4);
+    // Not "connection refused": this source is a standby's, which fail2ban must not ban.
+    if (penalty.first) conn.log.warn({ address, reason: 'connections without a login from a source a standby uses', wait_ms: Math.round(waitMs) }, 'connections slowed');
+    const wait = setTimeout(answer, waitMs);
     socket.once('close', () => clearTimeout(wait));
   };
 
