@@ -65,6 +65,7 @@ async function tryLogins(localAddress: string, key: ClientKey, count: number): P
 }
 
 const refusalLines = (address: string) => hub.logLines.filter((l) => l.msg === 'connection refused' && l.address === address);
+const loginFailures = (address: string) => hub.logLines.filter((l) => l.msg === 'login failed' && l.address === address);
 
 it('refuses a host at accept after repeated failed logins, logs it once, and lets it back when the penalty ends', async () => {
   const outcomes = await tryLogins('127.0.0.4', stranger, 50);
@@ -74,7 +75,7 @@ it('refuses a host at accept after repeated failed logins, logs it once, and let
   expect(failed).toBeLessThanOrEqual(6);
   expect(outcomes.slice(failed)).toEqual(new Array(50 - failed).fill('refused at accept'));
   expect(refusalLines('127.0.0.4').map((l) => l.reason)).toEqual(['penalized for connections that did not log in']);
-  expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.4')).toHaveLength(failed);
+  expect(loginFailures('127.0.0.4')).toHaveLength(failed);
 
   // A standby at another address fetches as usual meanwhile.
   const fetch = await sshExec(hub, standby, 'get-wal pg1 000000010000000000000001');
@@ -91,9 +92,8 @@ it('never refuses a host a still-authorized key logged in from (it slows it), un
   expect(await tryLogins('127.0.0.9', stranger, 10)).toEqual(new Array(10).fill('authentication failed'));
   expect(refusalLines('127.0.0.9')).toEqual([]);
   // Marked, so that fail2ban leaves the standby's address alone.
-  const failed = () => hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.9');
-  await hub.waitForLog(() => failed().length === 10);
-  expect(failed().map((l) => l.standby_source)).toEqual(new Array(10).fill(true));
+  await hub.waitForLog(() => loginFailures('127.0.0.9').length === 10);
+  expect(loginFailures('127.0.0.9').map((l) => l.standby_source)).toEqual(new Array(10).fill(true));
 
   await hub.loadKeys([]);
   const outcomes = await tryLogins('127.0.0.9', stranger, 10);
@@ -105,9 +105,8 @@ it('never refuses a host a still-authorized key logged in from (it slows it), un
 it('never refuses an address in penalty_exempt, though no standby logged in from it yet: it slows it', async () => {
   expect(await tryLogins('127.0.0.11', stranger, 8)).toEqual(new Array(8).fill('authentication failed'));
   expect(refusalLines('127.0.0.11')).toEqual([]);
-  const failed = () => hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.11');
-  await hub.waitForLog(() => failed().length === 8);
-  expect(failed().map((l) => l.standby_source)).toEqual(new Array(8).fill(true));
+  await hub.waitForLog(() => loginFailures('127.0.0.11').length === 8);
+  expect(loginFailures('127.0.0.11').map((l) => l.standby_source)).toEqual(new Array(8).fill(true));
   expect(hub.logLines.filter((l) => l.msg === 'connections slowed' && l.address === '127.0.0.11')).toHaveLength(1);
 }, 60_000);
 
@@ -136,7 +135,7 @@ it('refuses a host that keeps making walhub exchange keys without ever trying on
   expect(outcomes.slice(left)).toEqual(new Array(30 - left).fill('refused at accept'));
   expect(refusalLines('127.0.0.5').map((l) => l.reason)).toEqual(['penalized for connections that did not log in']);
   // No line per connection: only the penalty's.
-  expect(hub.logLines.filter((l) => l.msg === 'login failed' && l.address === '127.0.0.5')).toEqual([]);
+  expect(loginFailures('127.0.0.5')).toEqual([]);
 }, 60_000);
 
 it('slows, never refuses, a host a standby logged in from that keeps making walhub exchange keys, and logs it once', async () => {

@@ -11,6 +11,8 @@ import { createClientKey, type ClientKey } from '../helpers/ssh-client.js';
 
 const V2_SIGNATURE = Buffer.from('0d0a0d0a000d0a515549540a', 'hex');
 const V2_LOCAL = Buffer.concat([V2_SIGNATURE, Buffer.from([0x20, 0x00, 0x00, 0x00])]);
+/** As HAProxy sends for a client it has no address for (a unix-socket frontend's). */
+const V1_UNKNOWN = Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
 
 function v1(client: string, port = 40000): Buffer {
   return Buffer.from(`PROXY TCP4 ${client} 127.0.0.1 ${port} 22\r\n`, 'latin1');
@@ -150,14 +152,13 @@ describe('from= sees the address in the header', () => {
 });
 
 it('clients behind PROXY UNKNOWN (no address of their own) that fail to log in never shut out the balancer, nor name it to fail2ban', async () => {
-  // As HAProxy sends for a client of a unix-socket frontend. Seen from 127.0.0.1, the key's from="10.7.7.7" refuses it.
-  const unknown = Buffer.from('PROXY UNKNOWN\r\n', 'latin1');
+  // Seen from 127.0.0.1, the key's from="10.7.7.7" refuses it.
   const from = hub.logLines.length;
   // Connections without a header address are the balancer's: remote 127.0.0.1 (earlier tests' clients may time out meanwhile).
   const failures = () => hub.logLines.slice(from).filter((l) => l.msg === 'login failed' && String(l.remote).startsWith('127.0.0.1:'));
   // The default penalties (5 s a failure, enforced from 15 s) would refuse a source at its fourth connection.
   for (let i = 1; i <= 4; i++) {
-    expect(await login(unknown)).toMatch(/authentication methods failed/);
+    expect(await login(V1_UNKNOWN)).toMatch(/authentication methods failed/);
     await hub.waitForLog(() => failures().length === i, 5000);
   }
   for (const line of failures()) expect(line).toMatchObject({ proxy: '127.0.0.1', reason: 'authentication failed' });
@@ -171,12 +172,12 @@ it('clients behind PROXY UNKNOWN (no address of their own) that fail to log in n
 
 it('clients behind PROXY UNKNOWN holding every slot for one source leave the health checks theirs', async () => {
   // per_source_max_startups = 2: two UNKNOWN connections that never log in fill their own allowance...
-  const held = [await send('127.0.0.1', Buffer.from('PROXY UNKNOWN\r\n', 'latin1'), { waitMs: 300 })];
+  const held = [await send('127.0.0.1', V1_UNKNOWN, { waitMs: 300 })];
   const heldSockets = [sockets.at(-1)!];
-  held.push(await send('127.0.0.1', Buffer.from('PROXY UNKNOWN\r\n', 'latin1'), { waitMs: 300 }));
+  held.push(await send('127.0.0.1', V1_UNKNOWN, { waitMs: 300 }));
   heldSockets.push(sockets.at(-1)!);
   for (const outcome of held) expect(outcome).toMatchObject({ received: expect.stringMatching(/^SSH-2\.0-walhub_/), closed: false });
-  expect(await send('127.0.0.1', Buffer.from('PROXY UNKNOWN\r\n', 'latin1'), { waitMs: 500 })).toEqual({ received: '', closed: true });
+  expect(await send('127.0.0.1', V1_UNKNOWN, { waitMs: 500 })).toEqual({ received: '', closed: true });
   // ...not the balancer's health checks.
   expect((await send('127.0.0.1', V2_LOCAL, { waitMs: 300 })).received).toMatch(/^SSH-2\.0-walhub_/);
   sockets.at(-1)!.resetAndDestroy();
