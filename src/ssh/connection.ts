@@ -8,6 +8,7 @@ import type { KeyEntry } from '../keys/authorized-keys.js';
 import { toPlainAddress } from '../keys/from-pattern.js';
 import { MAX_CLIENT_IDENT, toLoggable } from './loggable.js';
 import type { LoginAttempts } from './login-attempts.js';
+import { recyclePackets } from './packet-slabs.js';
 
 /**
  * Bytes that may wait in one connection's socket before its sessions stop
@@ -127,6 +128,8 @@ export class Connection implements Outlet {
   attach(client: Ssh2Connection, ident: string): void {
     this.client = client;
     this.clientIdent = toLoggable(ident, MAX_CLIENT_IDENT);
+    const protocol = (client as unknown as { _protocol?: object })._protocol;
+    if (protocol) recyclePackets(protocol, this.socket);
   }
 
   async waitForRoom(signal: AbortSignal): Promise<void> {

@@ -1,0 +1,149 @@
+import { randomFillSync } from 'node:crypto';
+
+/**
+ * Outgoing SSH packets carved from reusable slabs instead of one new Buffer
+ * each, and their random padding taken from a pool filled in bulk.
+ *
+ * ssh2 1.17 allocates every outgoing packet with Buffer.allocUnsafe (32 KiB
+ * for each channel data packet) and fills its padding with one
+ * randomFillSync call. Sending a 16 MiB segment made 16 MiB of short-lived
+ * memory outside V8's heap, and V8 answers external memory with full
+ * collections: about a quarter of the event loop's time per segment in the
+ * profiles the README's Benchmarks section quotes. A slab here is reused
+ * once the kernel has taken every byte written from it, so a steady
+ * transfer allocates nothing.
+ *
+ * This replaces `allocPacket` of ssh2's two AEAD ciphers on one connection's
+ * Protocol, whose framing (length, padding length, payload, padding, then the
+ * 16-byte tag the cipher writes in place) is the RFC's and these classes'
+ * own; any other cipher, or a shape this code does not recognise (another
+ * ssh2 version), keeps ssh2's own allocation.
+ */
+
+/** ssh2's cipher classes this replaces allocPacket of, with their block size (RFC 4253 6: padding to a multiple of it). */
+const AEAD_BLOCK: Readonly<Record<string, number>> = { AESGCMCipherBinding: 16, ChaChaPolyCipherBinding: 8 };
+const TAG_LENGTH = 16;
+const SLAB_SIZE = 256 * 1024;
+/** Free slabs kept for any connection; more are left to the collector. Bounds what idle connections hold. */
+const MAX_FREE_SLABS = 16;
+const RANDOM_POOL_SIZE = 4096;
+
+/** What the slabs read of the connection's socket (a net.Socket). */
+export interface WrittenCounts {
+  /** Bytes handed to write() so far, queued ones included. */
+  readonly bytesWritten: number;
+  /** Bytes handed to write() that the kernel has not yet taken. */
+  readonly writableLength: number;
+  readonly destroyed: boolean;
+}
+
+interface Ssh2Cipher {
+  allocPacket(payloadLength: number): Buffer;
+  encrypt(packet: Buffer): void;
+  _onWrite?: unknown;
+}
+
+const freeSlabs: Buffer[] = [];
+const stats = { slabsAllocated: 0, packetsCarved: 0 };
+
+/** Slabs made and packets carved so far, for tests and metrics. */
+export function packetSlabStats(): Readonly<typeof stats> {
+  return stats;
+}
+
+/** Random bytes for padding, drawn in order and never reused; refilled from the CSPRNG when spent. */
+class RandomPool {
+  private readonly pool = Buffer.allocUnsafeSlow(RANDOM_POOL_SIZE);
+  private used = RANDOM_POOL_SIZE;
+
+  fill(target: Buffer, offset: number, length: number): void {
+    if (this.used + length > RANDOM_POOL_SIZE) {
+      randomFillSync(this.pool);
+      this.used = 0;
+    }
+    this.pool.copy(target, offset, this.used, this.used + length);
+    this.used += length;
+  }
+}
+
+const padding = new RandomPool();
+
+/**
+ * One connection's packets. A packet carved at take() is written to the
+ * socket before the next take() (ssh2 encrypts in place and writes at once),
+ * so when a slab fills, every byte from it is already counted in
+ * socket.bytesWritten: that count is the mark the kernel must have taken
+ * (bytesWritten - writableLength) before the slab is used again.
+ */
+class ConnectionSlabs {
+  private slab: Buffer | undefined;
+  private used = 0;
+  private readonly retired: { slab: Buffer; mark: number }[] = [];
+
+  constructor(private readonly socket: WrittenCounts) {}
+
+  take(length: number): Buffer {
+    if (length > SLAB_SIZE) return Buffer.allocUnsafe(length);
+    if (!this.slab || this.used + length > SLAB_SIZE) this.nextSlab();
+    const packet = this.slab!.subarray(this.used, this.used + length);
+    this.used += length;
+    stats.packetsCarved++;
+    return packet;
+  }
+
+  private nextSlab(): void {
+    if (this.slab) this.retired.push({ slab: this.slab, mark: this.socket.bytesWritten });
+    // A destroyed socket's counts no longer say what its handle still holds.
+    const taken = this.socket.destroyed ? -1 : this.socket.bytesWritten - this.socket.writableLength;
+    while (this.retired.length > 0 && this.retired[0]!.mark <= taken) {
+      const { slab } = this.retired.shift()!;
+      if (freeSlabs.length < MAX_FREE_SLABS) freeSlabs.push(slab);
+    }
+    this.slab = freeSlabs.pop() ?? newSlab();
+    this.used = 0;
+  }
+}
+
+function newSlab(): Buffer {
+  stats.slabsAllocated++;
+  return Buffer.allocUnsafeSlow(SLAB_SIZE);
+}
+
+function carvingAllocPacket(slabs: ConnectionSlabs, block: number): (payloadLength: number) => Buffer {
+  return (payloadLength) => {
+    let packetLength = 4 + 1 + payloadLength;
+    let paddingLength = block - ((packetLength - 4) & (block - 1));
+    if (paddingLength < 4) paddingLength += block;
+    packetLength += paddingLength;
+    const packet = slabs.take(packetLength + TAG_LENGTH);
+    packet.writeUInt32BE(packetLength - 4, 0);
+    packet[4] = paddingLength;
+    padding.fill(packet, 5 + payloadLength, paddingLength);
+    return packet;
+  };
+}
+
+/**
+ * Makes the ciphers ssh2 installs on `protocol` (at each NEWKEYS) carve their
+ * packets from slabs recycled through `socket`. Returns false, changing
+ * nothing, when `protocol` is not the shape this was written against.
+ */
+export function recyclePackets(protocol: object, socket: WrittenCounts): boolean {
+  const descriptor = Object.getOwnPropertyDescriptor(protocol, '_cipher');
+  if (!descriptor || !('value' in descriptor) || !descriptor.writable) return false;
+  const slabs = new ConnectionSlabs(socket);
+  let cipher = descriptor.value as Ssh2Cipher | undefined;
+  Object.defineProperty(protocol, '_cipher', {
+    configurable: true,
+    enumerable: descriptor.enumerable ?? true,
+    get: () => cipher,
+    set: (next: Ssh2Cipher | undefined) => {
+      const block = next ? AEAD_BLOCK[next.constructor.name] : undefined;
+      if (next && block !== undefined && typeof next.allocPacket === 'function' && typeof next.encrypt === 'function') {
+        next.allocPacket = carvingAllocPacket(slabs, block);
+      }
+      cipher = next;
+    },
+  });
+  return true;
+}

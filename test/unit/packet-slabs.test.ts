@@ -1,0 +1,142 @@
+import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
+import { describe, expect, it } from 'vitest';
+import { packetSlabStats, recyclePackets, type WrittenCounts } from '../../src/ssh/packet-slabs.js';
+
+// ssh2's own cipher classes, as its Protocol installs them at NEWKEYS (internal, ssh2 1.17).
+const require = createRequire(import.meta.url);
+const { createCipher, CIPHER_INFO, MAC_INFO, bindingAvailable } = require('ssh2/lib/protocol/crypto.js') as {
+  createCipher(config: unknown): Cipher;
+  CIPHER_INFO: Record<string, { keyLen: number; ivLen: number }>;
+  MAC_INFO: Record<string, { len: number }>;
+  bindingAvailable: boolean;
+};
+
+interface Cipher {
+  allocPacket(payloadLength: number): Buffer;
+  encrypt(packet: Buffer): void;
+}
+
+const AEAD = ['aes128-gcm@openssh.com', 'aes256-gcm@openssh.com', 'chacha20-poly1305@openssh.com'];
+
+/** A socket that queues everything written until drain(), as one whose client stopped reading. */
+class FakeSocket implements WrittenCounts {
+  bytesWritten = 0;
+  writableLength = 0;
+  destroyed = false;
+  readonly written: Buffer[] = [];
+  write(packet: Buffer): void {
+    this.written.push(packet);
+    this.bytesWritten += packet.length;
+    this.writableLength += packet.length;
+  }
+  drain(): void {
+    this.writableLength = 0;
+  }
+}
+
+function cipherFor(name: string, key: Buffer, iv: Buffer, onWrite: (packet: Buffer) => void): Cipher {
+  const cipherInfo = CIPHER_INFO[name]!;
+  // Only a cipher without its own MAC (not AEAD) reads the MAC settings.
+  const mac = { macInfo: MAC_INFO['hmac-sha2-256'], macKey: randomBytes(32) };
+  return createCipher({ outbound: { onWrite, cipherInfo, cipherKey: key.subarray(0, cipherInfo.keyLen), cipherIV: iv.subarray(0, cipherInfo.ivLen), seqno: 0, ...mac } });
+}
+
+/** A protocol object as ssh2 has it, with recyclePackets installed, and the cipher it then gets at NEWKEYS. */
+function carvingCipher(name: string, socket: FakeSocket, key: Buffer, iv: Buffer): Cipher {
+  const protocol: { _cipher: Cipher | undefined } = { _cipher: undefined };
+  expect(recyclePackets(protocol, socket)).toBe(true);
+  protocol._cipher = cipherFor(name, key, iv, (packet) => socket.write(packet));
+  return protocol._cipher;
+}
+
+describe('recyclePackets', () => {
+  it('is built against ssh2 with its native ciphers', () => {
+    expect(bindingAvailable, 'ssh2 built without its crypto binding (npm ci with allowScripts for ssh2)').toBe(true);
+  });
+
+  it.each(AEAD)('frames %s packets exactly as ssh2 does: same ciphertext for the same payload and padding', (name) => {
+    const key = randomBytes(64);
+    const iv = randomBytes(12);
+    const socket = new FakeSocket();
+    const ours = carvingCipher(name, socket, key, iv);
+    const theirs: Buffer[] = [];
+    const reference = cipherFor(name, key, iv, (packet) => theirs.push(Buffer.from(packet)));
+    for (const length of [0, 1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 100, 1000, 9 + 32768]) {
+      const payload = randomBytes(length);
+      const packet = ours.allocPacket(length);
+      packet.set(payload, 5);
+      const expected = reference.allocPacket(length);
+      expect(packet.length, `length for a ${length}-byte payload`).toBe(expected.length);
+      expect(packet.subarray(0, 5)).toEqual(expected.subarray(0, 5));
+      expected.set(payload, 5);
+      // Padding is random in both: give ssh2's packet ours, then both must encrypt alike.
+      packet.copy(expected, 5 + length, 5 + length, packet.length);
+      ours.encrypt(packet);
+      reference.encrypt(expected);
+      expect(socket.written.at(-1)!.equals(theirs.at(-1)!), `ciphertext for a ${length}-byte payload`).toBe(true);
+    }
+  });
+
+  it('draws padding from the CSPRNG, never the same bytes twice in a row', () => {
+    const socket = new FakeSocket();
+    const cipher = carvingCipher('aes128-gcm@openssh.com', socket, randomBytes(32), randomBytes(12));
+    const paddings = new Set<string>();
+    for (let i = 0; i < 200; i++) {
+      const packet = cipher.allocPacket(11); // 5 + 11 = 16: 16 bytes of padding
+      paddings.add(packet.subarray(16, 32).toString('hex'));
+    }
+    expect(paddings.size).toBe(200);
+  });
+
+  it('never hands out memory the socket still holds, and reuses it once the kernel took it', () => {
+    const socket = new FakeSocket();
+    const cipher = carvingCipher('aes128-gcm@openssh.com', socket, randomBytes(32), randomBytes(12));
+    const send = (n: number) => {
+      for (let i = 0; i < n; i++) {
+        const packet = cipher.allocPacket(9 + 32768);
+        packet.fill(i & 0xff, 5, 5 + 9 + 32768);
+        cipher.encrypt(packet);
+      }
+    };
+    // 4 MiB queued and not taken: 16 slabs' worth, every packet still as written.
+    send(128);
+    const copies = socket.written.map((p) => Buffer.from(p));
+    send(128);
+    socket.written.slice(0, 128).forEach((packet, i) => expect(packet.equals(copies[i]!), `queued packet ${i} overwritten`).toBe(true));
+
+    // Once taken, the slabs come back: sending as much again makes (almost) none.
+    socket.drain();
+    send(8); // retires the current slab, and with it frees the ones before
+    socket.drain();
+    const before = packetSlabStats().slabsAllocated;
+    for (let round = 0; round < 8; round++) {
+      send(64);
+      socket.drain();
+    }
+    expect(packetSlabStats().slabsAllocated - before).toBeLessThanOrEqual(1);
+  });
+
+  it('stops recycling once the socket is destroyed', () => {
+    const socket = new FakeSocket();
+    const cipher = carvingCipher('aes128-gcm@openssh.com', socket, randomBytes(32), randomBytes(12));
+    for (let i = 0; i < 16; i++) cipher.encrypt(cipher.allocPacket(9 + 32768));
+    const held = socket.written.map((p) => Buffer.from(p));
+    socket.destroyed = true;
+    socket.drain(); // a destroyed socket's counts say nothing of what its handle held
+    for (let i = 0; i < 32; i++) cipher.encrypt(cipher.allocPacket(9 + 32768));
+    socket.written.slice(0, 16).forEach((packet, i) => expect(packet.equals(held[i]!)).toBe(true));
+  });
+
+  it('leaves other ciphers and other shapes to ssh2', () => {
+    const socket = new FakeSocket();
+    const protocol: { _cipher: Cipher | undefined } = { _cipher: undefined };
+    recyclePackets(protocol, socket);
+    protocol._cipher = cipherFor('aes128-ctr', randomBytes(32), randomBytes(16), () => undefined);
+    const own = Object.getPrototypeOf(protocol._cipher).allocPacket;
+    expect(protocol._cipher.allocPacket).toBe(own);
+    // Not a writable data property (a getter, as a future ssh2 might have): nothing changed.
+    const frozen = Object.defineProperty({}, '_cipher', { get: () => undefined, configurable: true });
+    expect(recyclePackets(frozen, socket)).toBe(false);
+  });
+});
