@@ -1,4 +1,5 @@
 import { randomFillSync } from 'node:crypto';
+import { createRequire } from 'node:module';
 
 /**
  * Outgoing SSH packets carved from reusable slabs instead of one new Buffer
@@ -16,9 +17,15 @@ import { randomFillSync } from 'node:crypto';
  * This replaces `allocPacket` of ssh2's two AEAD ciphers on one connection's
  * Protocol, whose framing (length, padding length, payload, padding, then the
  * 16-byte tag the cipher writes in place) is the RFC's and these classes'
- * own; any other cipher, or a shape this code does not recognise (another
- * ssh2 version), keeps ssh2's own allocation.
+ * own. It relies on how ssh2 uses them (a packet is encrypted and written to
+ * the socket before the next one is allocated), which its shape cannot show:
+ * so only with the ssh2 versions it was checked against. Any other version or
+ * cipher keeps ssh2's own allocation.
  */
+
+/** ssh2 versions whose Protocol and cipher classes this was read against (lib/protocol/crypto.js, utils.js sendPacket). */
+export const CHECKED_SSH2_VERSIONS: readonly string[] = ['1.17.0'];
+const ssh2Version = (createRequire(import.meta.url)('ssh2/package.json') as { version: string }).version;
 
 /** ssh2's cipher classes this replaces allocPacket of, with their block size (RFC 4253 6: padding to a multiple of it). */
 const AEAD_BLOCK: Readonly<Record<string, number>> = { AESGCMCipherBinding: 16, ChaChaPolyCipherBinding: 8 };
@@ -126,9 +133,11 @@ function carvingAllocPacket(slabs: ConnectionSlabs, block: number): (payloadLeng
 /**
  * Makes the ciphers ssh2 installs on `protocol` (at each NEWKEYS) carve their
  * packets from slabs recycled through `socket`. Returns false, changing
- * nothing, when `protocol` is not the shape this was written against.
+ * nothing, with an ssh2 version not checked, or a `protocol` not of the shape
+ * this was written against.
  */
-export function recyclePackets(protocol: object, socket: WrittenCounts): boolean {
+export function recyclePackets(protocol: object, socket: WrittenCounts, version = ssh2Version): boolean {
+  if (!CHECKED_SSH2_VERSIONS.includes(version)) return false;
   const descriptor = Object.getOwnPropertyDescriptor(protocol, '_cipher');
   if (!descriptor || !('value' in descriptor) || !descriptor.writable) return false;
   const slabs = new ConnectionSlabs(socket);

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { describe, expect, it } from 'vitest';
-import { packetSlabStats, recyclePackets, type WrittenCounts } from '../../src/ssh/packet-slabs.js';
+import { CHECKED_SSH2_VERSIONS, packetSlabStats, recyclePackets, type WrittenCounts } from '../../src/ssh/packet-slabs.js';
 
 // ssh2's own cipher classes, as its Protocol installs them at NEWKEYS (internal, ssh2 1.17).
 const require = createRequire(import.meta.url);
@@ -51,7 +51,10 @@ function carvingCipher(name: string, socket: FakeSocket, key: Buffer, iv: Buffer
 }
 
 describe('recyclePackets', () => {
-  it('is built against ssh2 with its native ciphers', () => {
+  it('is built against an ssh2 it was checked with, with its native ciphers', () => {
+    // A new ssh2 turns the slabs off: read its Protocol and ciphers again, then add its version.
+    const { version } = require('ssh2/package.json') as { version: string };
+    expect(CHECKED_SSH2_VERSIONS, `ssh2 ${version} installed: packet-slabs.ts not checked against it`).toContain(version);
     expect(bindingAvailable, 'ssh2 built without its crypto binding (npm ci with allowScripts for ssh2)').toBe(true);
   });
 
@@ -138,5 +141,10 @@ describe('recyclePackets', () => {
     // Not a writable data property (a getter, as a future ssh2 might have): nothing changed.
     const frozen = Object.defineProperty({}, '_cipher', { get: () => undefined, configurable: true });
     expect(recyclePackets(frozen, socket)).toBe(false);
+    // Another ssh2 version: left alone, whatever its shape.
+    const other: { _cipher: Cipher | undefined } = { _cipher: undefined };
+    expect(recyclePackets(other, socket, '1.18.0')).toBe(false);
+    other._cipher = cipherFor('aes128-gcm@openssh.com', randomBytes(32), randomBytes(12), () => undefined);
+    expect(other._cipher.allocPacket).toBe(Object.getPrototypeOf(other._cipher).allocPacket);
   });
 });
