@@ -8,7 +8,7 @@ import type { KeyEntry } from '../keys/authorized-keys.js';
 import { toPlainAddress } from '../keys/from-pattern.js';
 import { MAX_CLIENT_IDENT, toLoggable } from './loggable.js';
 import type { LoginAttempts } from './login-attempts.js';
-import { recyclePackets } from './packet-slabs.js';
+import { recyclePackets, type PacketSlabs } from './packet-slabs.js';
 
 /**
  * Bytes that may wait in one connection's socket before its sessions stop
@@ -44,6 +44,8 @@ export class Connection implements Outlet {
 
   /** Set once the client has sent its ident line and ssh2 has taken over. */
   private client: Ssh2Connection | undefined;
+  /** Where ssh2's outgoing packets come from, when this ssh2 is one packet-slabs.ts knows. */
+  private slabs: PacketSlabs | undefined;
   /** One shared wait for the socket's next progress, however many sessions wait. */
   private progress: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -122,6 +124,7 @@ export class Connection implements Outlet {
 
   endCommand(): void {
     this.commandsRunning--;
+    if (this.commandsRunning === 0) this.slabs?.idle();
     if (this.commandsRunning === 0 && this.idleMs !== undefined) this.armIdle(this.idleMs);
   }
 
@@ -129,7 +132,7 @@ export class Connection implements Outlet {
     this.client = client;
     this.clientIdent = toLoggable(ident, MAX_CLIENT_IDENT);
     const protocol = (client as unknown as { _protocol?: object })._protocol;
-    if (protocol) recyclePackets(protocol, this.socket);
+    if (protocol) this.slabs = recyclePackets(protocol, this.socket);
   }
 
   async waitForRoom(signal: AbortSignal): Promise<void> {

@@ -31,6 +31,12 @@ const ssh2Version = (createRequire(import.meta.url)('ssh2/package.json') as { ve
 const AEAD_BLOCK: Readonly<Record<string, number>> = { AESGCMCipherBinding: 16, ChaChaPolyCipherBinding: 8 };
 const TAG_LENGTH = 16;
 const SLAB_SIZE = 256 * 1024;
+/**
+ * Packets up to this size keep ssh2's allocation (Node's shared pool for
+ * the smallest): a key exchange, a login and a command's replies pin no slab,
+ * so a connection that never transfers a file holds none.
+ */
+const SMALL_PACKET = 4096;
 /** Free slabs kept for any connection; more are left to the collector. Bounds what idle connections hold. */
 const MAX_FREE_SLABS = 16;
 const RANDOM_POOL_SIZE = 4096;
@@ -42,6 +48,21 @@ export interface WrittenCounts {
   /** Bytes handed to write() that the kernel has not yet taken. */
   readonly writableLength: number;
   readonly destroyed: boolean;
+  readonly writable: boolean;
+  /** An empty write's callback runs once every write before it is done. */
+  write(chunk: Buffer, callback: () => void): unknown;
+}
+
+/** A connection's slabs, as the connection sees them. */
+export interface PacketSlabs {
+  /**
+   * Nothing is being sent for now (the last transfer ended): the slabs this
+   * connection holds go back once the kernel has taken their bytes, so an
+   * idle connection (a ControlMaster between fetches) holds none.
+   */
+  idle(): void;
+  /** Slabs held by this connection: the one being filled and those waiting on the kernel. */
+  held(): number;
 }
 
 interface Ssh2Cipher {
@@ -51,6 +72,7 @@ interface Ssh2Cipher {
 }
 
 const freeSlabs: Buffer[] = [];
+const EMPTY = Buffer.alloc(0);
 const stats = { slabsAllocated: 0, packetsCarved: 0 };
 
 /** Slabs made and packets carved so far, for tests and metrics. */
@@ -82,32 +104,56 @@ const padding = new RandomPool();
  * socket.bytesWritten: that count is the mark the kernel must have taken
  * (bytesWritten - writableLength) before the slab is used again.
  */
-class ConnectionSlabs {
+class ConnectionSlabs implements PacketSlabs {
   private slab: Buffer | undefined;
   private used = 0;
   private readonly retired: { slab: Buffer; mark: number }[] = [];
+  private sweepQueued = false;
 
   constructor(private readonly socket: WrittenCounts) {}
 
   take(length: number): Buffer {
-    if (length > SLAB_SIZE) return Buffer.allocUnsafe(length);
-    if (!this.slab || this.used + length > SLAB_SIZE) this.nextSlab();
+    if (length <= SMALL_PACKET || length > SLAB_SIZE) return Buffer.allocUnsafe(length);
+    if (!this.slab || this.used + length > SLAB_SIZE) {
+      this.retire();
+      this.sweep();
+      this.slab = freeSlabs.pop() ?? newSlab();
+    }
     const packet = this.slab!.subarray(this.used, this.used + length);
     this.used += length;
     stats.packetsCarved++;
     return packet;
   }
 
-  private nextSlab(): void {
+  idle(): void {
+    this.retire();
+    this.sweep();
+    if (this.retired.length === 0 || this.sweepQueued || this.socket.destroyed || !this.socket.writable) return;
+    this.sweepQueued = true;
+    this.socket.write(EMPTY, () => {
+      this.sweepQueued = false;
+      this.sweep();
+    });
+  }
+
+  held(): number {
+    return (this.slab ? 1 : 0) + this.retired.length;
+  }
+
+  private retire(): void {
     if (this.slab) this.retired.push({ slab: this.slab, mark: this.socket.bytesWritten });
+    this.slab = undefined;
+    this.used = 0;
+  }
+
+  /** Slabs the kernel is done with go back to the free list, or to the collector past MAX_FREE_SLABS. */
+  private sweep(): void {
     // A destroyed socket's counts no longer say what its handle still holds.
     const taken = this.socket.destroyed ? -1 : this.socket.bytesWritten - this.socket.writableLength;
     while (this.retired.length > 0 && this.retired[0]!.mark <= taken) {
       const { slab } = this.retired.shift()!;
       if (freeSlabs.length < MAX_FREE_SLABS) freeSlabs.push(slab);
     }
-    this.slab = freeSlabs.pop() ?? newSlab();
-    this.used = 0;
   }
 }
 
@@ -132,14 +178,14 @@ function carvingAllocPacket(slabs: ConnectionSlabs, block: number): (payloadLeng
 
 /**
  * Makes the ciphers ssh2 installs on `protocol` (at each NEWKEYS) carve their
- * packets from slabs recycled through `socket`. Returns false, changing
+ * packets from slabs recycled through `socket`. Returns undefined, changing
  * nothing, with an ssh2 version not checked, or a `protocol` not of the shape
  * this was written against.
  */
-export function recyclePackets(protocol: object, socket: WrittenCounts, version = ssh2Version): boolean {
-  if (!CHECKED_SSH2_VERSIONS.includes(version)) return false;
+export function recyclePackets(protocol: object, socket: WrittenCounts, version = ssh2Version): PacketSlabs | undefined {
+  if (!CHECKED_SSH2_VERSIONS.includes(version)) return undefined;
   const descriptor = Object.getOwnPropertyDescriptor(protocol, '_cipher');
-  if (!descriptor || !('value' in descriptor) || !descriptor.writable) return false;
+  if (!descriptor || !('value' in descriptor) || !descriptor.writable) return undefined;
   const slabs = new ConnectionSlabs(socket);
   let cipher = descriptor.value as Ssh2Cipher | undefined;
   Object.defineProperty(protocol, '_cipher', {
@@ -154,5 +200,5 @@ export function recyclePackets(protocol: object, socket: WrittenCounts, version 
       cipher = next;
     },
   });
-  return true;
+  return slabs;
 }
