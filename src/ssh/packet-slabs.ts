@@ -68,14 +68,13 @@ export interface PacketSlabs {
 interface Ssh2Cipher {
   allocPacket(payloadLength: number): Buffer;
   encrypt(packet: Buffer): void;
-  _onWrite?: unknown;
 }
 
 const freeSlabs: Buffer[] = [];
 const EMPTY = Buffer.alloc(0);
 const stats = { slabsAllocated: 0, packetsCarved: 0 };
 
-/** Slabs made and packets carved so far, for tests and metrics. */
+/** Slabs made and packets carved so far, for tests. */
 export function packetSlabStats(): Readonly<typeof stats> {
   return stats;
 }
