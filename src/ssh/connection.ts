@@ -124,8 +124,9 @@ export class Connection implements Outlet {
 
   endCommand(): void {
     this.commandsRunning--;
-    if (this.commandsRunning === 0) this.slabs?.idle();
-    if (this.commandsRunning === 0 && this.idleMs !== undefined) this.armIdle(this.idleMs);
+    if (this.commandsRunning > 0) return;
+    this.slabs?.idle();
+    if (this.idleMs !== undefined) this.armIdle(this.idleMs);
   }
 
   attach(client: Ssh2Connection, ident: string): void {

@@ -65,6 +65,11 @@ export function stopReading(client: ssh2.Client): void {
   (client as unknown as { _sock: { pause(): void } })._sock.pause();
 }
 
+/** Reads TCP again after stopReading. */
+export function resumeReading(client: ssh2.Client): void {
+  (client as unknown as { _sock: { resume(): void } })._sock.resume();
+}
+
 /**
  * Opens a session channel and sends nothing on it (no exec, no shell): ssh2's
  * public API always follows the open with a request, so this goes through its

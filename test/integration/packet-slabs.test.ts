@@ -7,7 +7,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
 import { createServerDir, place, type Placed } from '../helpers/archive.js';
 import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
-import { connectRaw, execRaw, stopReading } from '../helpers/raw-client.js';
+import { connectRaw, execRaw, resumeReading, stopReading } from '../helpers/raw-client.js';
 import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
 import { loadOrMakeWalFixture } from '../helpers/wal-fixture.js';
 
@@ -58,7 +58,7 @@ it('a reader that stops with walhub queue full while three other standbys fetch,
       expect(result.sha256).toBe(others[i]!.sha256);
     });
 
-    (client as unknown as { _sock: { resume(): void } })._sock.resume();
+    resumeReading(client);
     await closed;
     expect(receivedWhileStopped).toBeLessThan(slowSegment!.size);
     expect(status).toBe(0);
