@@ -6,12 +6,14 @@ import { detectCompression, MAGIC_BYTES_NEEDED, type CompressionName, type Decod
 import { MAX_SMALL_FILE_BYTES, type ArchiveLimits } from './limits.js';
 import { findWalFile, toArchiveReadError } from './lookup.js';
 import { SizeCap } from './size-cap.js';
+import { WorkerDecoder } from './zstd-worker-pool.js';
 import { needsVerifier, WalVerifier } from './wal-verifier.js';
 import type { WalName } from './wal-name.js';
 
 export interface OpenedWal {
   /** The open file under `file`: closed with it, unless opened with `autoClose: false`. */
   readonly handle: FileHandle;
+  /** A stream of the file, made when first asked for: a decoder may read `handle` itself instead. */
   readonly file: Readable;
   /** Present when the file is compressed. */
   readonly decoder?: Duplex;
@@ -24,6 +26,17 @@ export interface OpenedWal {
 /** file, then decoder, then verifier: the order to pipe them in. */
 export function toStages(wal: OpenedWal): [Readable, ...(Duplex | Transform)[]] {
   return [wal.file, ...(wal.decoder ? [wal.decoder] : []), wal.verifier];
+}
+
+/**
+ * toStages for a transfer that gives back every chunk it is done with and
+ * destroys the first stage when done (lent-chunks.ts): a zstd decoder in a
+ * worker reads the file itself and lends its chunks, so the first stage is
+ * the decoder. Undefined for a file no decoder reads that way.
+ */
+export function toLendingStages(wal: OpenedWal): [WorkerDecoder, Transform] | undefined {
+  if (!(wal.decoder instanceof WorkerDecoder)) return undefined;
+  return [wal.decoder.readFileDirectly(wal.handle), wal.verifier];
 }
 
 /**
@@ -65,9 +78,12 @@ export async function openWal(
     if (compression !== 'none' && !decoder) {
       throw new WalhubError('UNAVAILABLE', decoders.missing.get(compression) ?? `cannot decode ${compression}`);
     }
+    let file: Readable | undefined;
     return {
       handle,
-      file: handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose }),
+      get file() {
+        return (file ??= handle.createReadStream({ start: 0, highWaterMark: READ_CHUNK, autoClose }));
+      },
       ...(decoder ? { decoder: decoder(limits) } : {}),
       verifier: needsVerifier(wal)
         ? new WalVerifier(wal, !relative.endsWith('.partial'), limits.maxSegmentSize)

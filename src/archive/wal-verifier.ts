@@ -1,5 +1,6 @@
 import { Transform, type TransformCallback } from 'node:stream';
 import { WalhubError } from '../errors.js';
+import { giveBack } from './lent-chunks.js';
 import {
   findPageProblem,
   findPageZeroProblem,
@@ -27,7 +28,8 @@ export class WalVerifier extends Transform {
   private heldBytes = 0;
   private seen = 0;
   private nextPage = 0;
-  private pageHead: Buffer[] = [];
+  /** A page head, copied: it may straddle two chunks, and a chunk may be lent (lent-chunks.ts). */
+  private readonly pageHead = Buffer.alloc(PAGE_CHECK_BYTES);
   private pageHeadBytes = 0;
 
   constructor(
@@ -48,8 +50,11 @@ export class WalVerifier extends Transform {
       this.held.push(chunk);
       this.heldBytes += chunk.length;
       if (this.heldBytes < LONG_HEADER_SIZE) return callback();
-      chunk = Buffer.concat(this.held, this.heldBytes);
+      const held = this.held;
       this.held = [];
+      // Usually the first chunk holds the whole header and goes on as it is.
+      chunk = held.length === 1 ? held[0]! : Buffer.concat(held, this.heldBytes);
+      if (held.length > 1) held.forEach(giveBack);
       const header = parseLongPageHeader(chunk)!;
       const problem = findPageZeroProblem(header, this.wal, this.maxSegmentSize);
       if (problem) return callback(this.damaged(problem));
@@ -79,13 +84,11 @@ export class WalVerifier extends Transform {
     let offset = this.pageHeadBytes > 0 ? 0 : this.nextPage - start;
     while (offset < chunk.length) {
       const take = Math.min(PAGE_CHECK_BYTES - this.pageHeadBytes, chunk.length - offset);
-      this.pageHead.push(chunk.subarray(offset, offset + take));
+      chunk.copy(this.pageHead, this.pageHeadBytes, offset, offset + take);
       this.pageHeadBytes += take;
       if (this.pageHeadBytes < PAGE_CHECK_BYTES) break;
-      const head = Buffer.concat(this.pageHead, PAGE_CHECK_BYTES);
-      this.pageHead = [];
       this.pageHeadBytes = 0;
-      const problem = findPageProblem(head, header.magic, header.pageAddress + BigInt(this.nextPage));
+      const problem = findPageProblem(this.pageHead, header.magic, header.pageAddress + BigInt(this.nextPage));
       if (problem) return problem;
       this.nextPage += header.blockSize;
       offset = this.nextPage - start;

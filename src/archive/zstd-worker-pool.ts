@@ -1,7 +1,10 @@
+import type { FileHandle } from 'node:fs/promises';
 import { availableParallelism } from 'node:os';
 import { Duplex } from 'node:stream';
 import { Worker } from 'node:worker_threads';
 import { WalhubError } from '../errors.js';
+import { lend } from './lent-chunks.js';
+import { toArchiveReadError } from './lookup.js';
 import { ZSTD_OUTPUT_CHUNK } from './zstd-step.js';
 
 /**
@@ -120,11 +123,12 @@ class PoolWorker {
     const lane = this.spareLanes.pop() ?? this.createLane();
     const post = (message: ToWorker) => this.worker.postMessage(message);
     // A stream's lane may go to the next one as soon as the worker has its end or
-    // cancel: messages arrive in order, and the worker never touches the lane of a
-    // stream it has ended.
-    const release = () => {
+    // cancel (messages arrive in order, and the worker never touches the lane of a
+    // stream it has ended) and nothing of this side still uses its memory; when
+    // something may (a lent chunk never given back), the lane is retired instead.
+    const release = (reusable: boolean) => {
       if (!this.streams.delete(id)) return;
-      if (this.spareLanes.length < SPARE_LANES) this.spareLanes.push(lane);
+      if (reusable && this.spareLanes.length < SPARE_LANES) this.spareLanes.push(lane);
       else post({ type: 'drop-lane', lane: lane.id });
     };
     const stream = new WorkerDecoder(post, id, lane, release, maxWindow);
@@ -151,11 +155,21 @@ class PoolWorker {
 /**
  * The stream side of one decode in a worker: compressed bytes in, decoded
  * chunks out, through a few slots of shared memory, with backpressure both
- * ways. Each decoded chunk is copied out of its slot into memory of this
- * thread (which its collector sees, and the cache may keep) and the slot
- * goes back to the worker once the reader wants more.
+ * ways.
+ *
+ * As a Duplex (readahead, peek, --keep-compression's check), compressed
+ * bytes are written to it, and each decoded chunk is copied out of its slot
+ * into memory of this thread (which its collector sees, and the cache may
+ * keep); the slot goes back to the worker once the reader wants more.
+ *
+ * A transfer's decode (readFileDirectly) allocates nothing per chunk: it
+ * reads the file straight into the input slots, and lends each decoded slot
+ * as the chunk itself (lent-chunks.ts), which goes back to the worker once
+ * the transfer gives it back. Copies and per-read buffers were most of a
+ * busy hub's memory: 16 streams at once left tens of MiB of them for the
+ * collector at any moment.
  */
-class WorkerDecoder extends Duplex {
+export class WorkerDecoder extends Duplex {
   private readonly input: SharedArrayBuffer;
   private readonly output: SharedArrayBuffer;
   private readonly freeInputs = Array.from({ length: INPUT_SLOTS }, (_, i) => i);
@@ -163,22 +177,53 @@ class WorkerDecoder extends Duplex {
   private readonly returnable = Array.from({ length: OUTPUT_SLOTS }, (_, i) => i);
   private waitingForInputSlot: (() => void) | undefined;
   private onDone: ((error?: Error) => void) | undefined;
+  /** Set by readFileDirectly: the file read into the input slots, and where the next read starts. */
+  private source: { readonly handle: FileHandle; position: number; reading: boolean; ended: boolean; closed: boolean } | undefined;
+  /** Lent slots not yet given back. */
+  private lentOut = 0;
+  /** Output slots the worker has been given and not yet filled: with none, it waits for one. */
+  private withWorker = 0;
+  /** The worker will not touch this stream's lane again: it sent done or an error, or was told to cancel. */
+  private workerDone = false;
 
   constructor(
     private readonly post: (message: ToWorker) => void,
     private readonly id: number,
     lane: Lane,
-    private readonly release: () => void,
+    private readonly release: (reusable: boolean) => void,
     maxWindow: number,
   ) {
-    super({ readableHighWaterMark: OUTPUT_SLOTS * OUTPUT_SLOT_BYTES, writableHighWaterMark: 0 });
+    // Not destroyed by its own end: a transfer destroys it once every stage is
+    // done (get-wal.ts), which is when a lent chunk not given back is known lost.
+    super({ readableHighWaterMark: OUTPUT_SLOTS * OUTPUT_SLOT_BYTES, writableHighWaterMark: 0, autoDestroy: false });
     this.input = lane.input;
     this.output = lane.output;
     post({ type: 'open', id, lane: lane.id, maxWindow });
   }
 
+  /**
+   * Decodes `handle` itself instead of what is written to it, lending its
+   * chunks; only before anything is written, for a reader that gives every
+   * chunk back (lent-chunks.ts) and destroys this stream when done. Read
+   * errors come out as WalhubErrors (toArchiveReadError); the file is closed
+   * when this stream is destroyed.
+   */
+  readFileDirectly(handle: FileHandle): this {
+    this.source = { handle, position: 0, reading: false, ended: false, closed: false };
+    this.readAhead();
+    return this;
+  }
+
   receive(message: FromWorker): void {
     if (message.type === 'output') {
+      this.withWorker--;
+      if (this.source) {
+        this.lentOut++;
+        const slot = message.slot;
+        const view = Buffer.from(this.output, slot * OUTPUT_SLOT_BYTES, message.length);
+        this.push(lend(view, () => this.slotGivenBack(slot)));
+        return;
+      }
       // Copied with set(), in bulk: Buffer.from() on a view of shared memory
       // goes through a slice and a per-element copy, 24 ms per 16 MiB against 2.
       const chunk = Buffer.allocUnsafe(message.length);
@@ -187,15 +232,18 @@ class WorkerDecoder extends Duplex {
       if (this.push(chunk) && this.returnable.length >= GIVE_BACK_AT) this.giveBack();
     } else if (message.type === 'took') {
       this.freeInputs.push(message.slot);
+      if (this.source) return this.readAhead();
       const waiting = this.waitingForInputSlot;
       this.waitingForInputSlot = undefined;
       waiting?.();
     } else if (message.type === 'done') {
-      this.release();
+      this.workerDone = true;
+      this.releaseWhenUnused();
       this.push(null);
       this.onDone?.();
     } else {
-      this.release();
+      this.workerDone = true;
+      this.releaseWhenUnused();
       this.destroy(new Error(message.message));
     }
   }
@@ -223,13 +271,65 @@ class WorkerDecoder extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    this.post({ type: 'cancel', id: this.id });
-    this.release();
-    callback(error);
+    if (!this.workerDone) this.post({ type: 'cancel', id: this.id });
+    this.workerDone = true;
+    // Destroyed with chunks still lent: whoever holds them may still read them.
+    if (this.lentOut > 0) this.release(false);
+    else this.releaseWhenUnused();
+    const source = this.source;
+    if (!source || source.closed) return callback(error);
+    source.closed = true;
+    // FileHandle.close waits for a read still under way.
+    source.handle.close().then(
+      () => callback(error),
+      () => callback(error),
+    );
+  }
+
+  /** Reads the file into every free input slot, one read at a time, until its end. */
+  private readAhead(): void {
+    const source = this.source!;
+    if (source.reading || source.ended || this.destroyed) return;
+    const slot = this.freeInputs.shift();
+    if (slot === undefined) return;
+    source.reading = true;
+    const into = Buffer.from(this.input, slot * INPUT_SLOT_BYTES, INPUT_SLOT_BYTES);
+    source.handle.read(into, 0, INPUT_SLOT_BYTES, source.position).then(
+      ({ bytesRead }) => {
+        source.reading = false;
+        if (this.destroyed) return this.releaseWhenUnused();
+        if (bytesRead === 0) {
+          source.ended = true;
+          this.post({ type: 'end', id: this.id });
+          return;
+        }
+        source.position += bytesRead;
+        this.post({ type: 'input', id: this.id, slot, length: bytesRead });
+        this.readAhead();
+      },
+      (error: unknown) => {
+        source.reading = false;
+        if (this.destroyed) return this.releaseWhenUnused();
+        this.destroy(toArchiveReadError(error));
+      },
+    );
+  }
+
+  private slotGivenBack(slot: number): void {
+    this.lentOut--;
+    this.returnable.push(slot);
+    if (this.workerDone) return this.releaseWhenUnused();
+    if (this.returnable.length >= GIVE_BACK_AT || this.withWorker === 0) this.giveBack();
+  }
+
+  /** The lane goes back for reuse once neither the worker, nor a read, nor a lent chunk still uses it. */
+  private releaseWhenUnused(): void {
+    if (this.workerDone && this.lentOut === 0 && !this.source?.reading) this.release(true);
   }
 
   private giveBack(): void {
-    if (this.returnable.length === 0) return;
+    if (this.returnable.length === 0 || this.workerDone) return;
+    this.withWorker += this.returnable.length;
     this.post({ type: 'credit', id: this.id, slots: this.returnable.splice(0) });
   }
 }

@@ -1,4 +1,5 @@
 import { Writable } from 'node:stream';
+import { giveBack } from '../archive/lent-chunks.js';
 
 /**
  * The connection under a channel, as the send path needs it. ssh2 writes
@@ -97,6 +98,8 @@ export function createChannelSink(
         await new Promise<void>((resolve, reject) =>
           outlet.batched(() => out.write(chunk, (error) => (error ? reject(error) : resolve()))),
         );
+        // ssh2 has copied it into its packets by now.
+        giveBack(chunk);
         pending.push({ start, end: outlet.written(), bytes: chunk.length });
         settle();
       }).then(() => callback(), callback);

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { Readable, type Duplex, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { isDirectory, toArchiveReadError } from '../archive/lookup.js';
-import { openWal, toStages, toStoredStages, type OpenedWal } from '../archive/open-wal.js';
+import { openWal, toLendingStages, toStages, toStoredStages, type OpenedWal } from '../archive/open-wal.js';
 import { peekWalNames } from '../archive/peek.js';
 import type { Readahead } from '../archive/readahead.js';
 import { WalVerifier } from '../archive/wal-verifier.js';
@@ -152,6 +152,8 @@ interface SendStages {
   readonly stages: [Readable, ...(Duplex | Transform)[]];
   /** Set when the last stage compresses the checked WAL for the client. */
   readonly encoder?: EncodingName;
+  /** The first stage is a decoder reading the file itself (toLendingStages), not the file. */
+  readonly decoderFirst?: boolean;
 }
 
 /**
@@ -167,7 +169,12 @@ function toSendStages(opened: OpenedWal, request: GetWalRequest, codecs: Decoder
   if (decoder && (request.keepCompression || encoding === opened.compression)) {
     return { stages: toStoredStages({ ...opened, decoder }) };
   }
-  if (!encoding) return { stages: toStages(opened) };
+  if (!encoding) {
+    // Every stage of a plain transfer gives back the chunks it is done with: the
+    // verifier passes them on as they are, the channel sink gives them back.
+    const lending = toLendingStages(opened);
+    return lending ? { stages: lending, decoderFirst: true } : { stages: toStages(opened) };
+  }
   return { stages: [...toStages(opened), codecs.encoders.get(encoding)!()], encoder: encoding };
 }
 
@@ -176,7 +183,7 @@ function toSendStages(opened: OpenedWal, request: GetWalRequest, codecs: Decoder
  * stage that failed decides the error: the file is an I/O problem, a decoder
  * means the archived bytes are damaged, the encoder a problem on the hub.
  */
-async function pump({ stages, encoder }: SendStages, io: Io, transfer: Transfer, stallMs: number): Promise<void> {
+async function pump({ stages, encoder, decoderFirst = false }: SendStages, io: Io, transfer: Transfer, stallMs: number): Promise<void> {
   let failedStage: number | undefined;
   stages.forEach((stage, index) => stage.once('error', () => (failedStage ??= index)));
   const { sink, signal } = createChannelSink(io.stdout, io.outlet, transfer, { signal: io.signal, stallMs });
@@ -185,7 +192,7 @@ async function pump({ stages, encoder }: SendStages, io: Io, transfer: Transfer,
   } catch (error) {
     if (signal.reason instanceof TransferStalled && !io.signal.aborted) throw signal.reason;
     if (error instanceof WalhubError || io.signal.aborted) throw error;
-    if (failedStage === 0) throw toArchiveReadError(error);
+    if (failedStage === 0 && !decoderFirst) throw toArchiveReadError(error);
     if (encoder && failedStage === stages.length - 1) {
       throw new WalhubError('UNAVAILABLE', `could not compress with ${encoder} (${firstLine(error)})`, { cause: error });
     }
@@ -193,6 +200,9 @@ async function pump({ stages, encoder }: SendStages, io: Io, transfer: Transfer,
       throw new WalhubError('DAMAGED', `archived file is damaged: it does not decode (${firstLine(error)})`, { cause: error });
     }
     throw error;
+  } finally {
+    // Only now is a chunk it lent and nobody gave back known lost (see WorkerDecoder).
+    if (decoderFirst) stages[0].destroy();
   }
 }
 

@@ -1,5 +1,6 @@
 // ssh2's own client, for what the OpenSSH client will not do: stop reading TCP,
 // grant a 4 GiB window, open a session and never exec.
+import { createHash } from 'node:crypto';
 import { readFile } from 'node:fs/promises';
 import ssh2 from 'ssh2';
 import type { ClientKey, SshTarget } from './ssh-client.js';
@@ -25,6 +26,35 @@ export async function connectRaw(target: SshTarget, key: ClientKey, localAddress
  */
 export function execRaw(client: ssh2.Client, command: string): Promise<ssh2.ClientChannel> {
   return new Promise((resolve, reject) => client.exec(command, (error, channel) => (error ? reject(error) : resolve(channel))));
+}
+
+/** A get-wal through ssh2's client, hashed as it arrives; `onData` sees the byte count after each chunk. */
+export interface HashedFetch {
+  readonly channel: ssh2.ClientChannel;
+  received(): number;
+  /** Resolves when the channel closes: exit status, bytes and their sha256. */
+  readonly done: Promise<{ status: number | undefined; bytes: number; sha256: string }>;
+}
+
+export async function fetchHashed(
+  client: ssh2.Client,
+  command: string,
+  onData?: (received: number, channel: ssh2.ClientChannel) => void,
+): Promise<HashedFetch> {
+  const channel = await execRaw(client, command);
+  const hash = createHash('sha256');
+  let received = 0;
+  let status: number | undefined;
+  channel.on('exit', (code: number) => (status = code));
+  channel.on('data', (chunk: Buffer) => {
+    hash.update(chunk);
+    received += chunk.length;
+    onData?.(received, channel);
+  });
+  const done = new Promise<{ status: number | undefined; bytes: number; sha256: string }>((resolve) =>
+    channel.on('close', () => resolve({ status, bytes: received, sha256: hash.digest('hex') })),
+  );
+  return { channel, received: () => received, done };
 }
 
 export interface RawResult {

@@ -1,10 +1,15 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
+import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { compress } from 'zstd-napi';
 import type { Duplex } from 'node:stream';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { giveBack } from '../../src/archive/lent-chunks.js';
 import { createZstdDecoder as createInProcessDecoder } from '../../src/archive/zstd-decoder.js';
-import { ZstdWorkerPool } from '../../src/archive/zstd-worker-pool.js';
+import { WorkerDecoder, ZstdWorkerPool } from '../../src/archive/zstd-worker-pool.js';
+import { WalhubError } from '../../src/errors.js';
 import { requireProgram } from '../helpers/programs.js';
 
 const SEGMENT = 16 * 1024 * 1024;
@@ -127,6 +132,110 @@ describe('zstd worker pool', () => {
       await own.close();
     }
   });
+});
+
+describe('zstd worker decoding a file itself, lending its chunks (a transfer)', () => {
+  let dir: string;
+  const patterned = (seed: number) => Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * seed + (i >> 12)) % 251));
+  const files = new Map<string, Buffer>();
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'walhub-lend-'));
+    for (const [name, seed] of [['a', 7], ['b', 11], ['c', 13]] as const) {
+      const original = patterned(seed);
+      files.set(name, original);
+      await writeFile(join(dir, name), compress(original));
+    }
+  });
+  afterAll(() => rm(dir, { recursive: true, force: true }));
+
+  const hashOf = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
+  /** A pool of one worker of its own, so that lanes made and reused are this test's. */
+  const withOwnPool = async (test: (own: ZstdWorkerPool) => Promise<void>) => {
+    const own = new ZstdWorkerPool(new URL('../../dist/archive/zstd-worker.js', import.meta.url), 1);
+    try {
+      await test(own);
+    } finally {
+      await own.close();
+    }
+  };
+  const lanesMade = (own: ZstdWorkerPool) => (own as unknown as { workers: { nextLane: number }[] }).workers[0]!.nextLane - 1;
+  const openLending = async (own: ZstdWorkerPool, name: string) =>
+    (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(await open(join(dir, name)));
+  /** Reads every chunk, giving each back once hashed, as a transfer's sink does once ssh2 has copied it. */
+  const drainGivingBack = async (decoder: WorkerDecoder) => {
+    const hash = createHash('sha256');
+    for await (const chunk of decoder as AsyncIterable<Buffer>) {
+      hash.update(chunk);
+      giveBack(chunk);
+    }
+    decoder.destroy();
+    return hash.digest('hex');
+  };
+
+  it('decodes the file byte for byte, and its lane goes back for reuse once every chunk is given back', () =>
+    withOwnPool(async (own) => {
+      for (let i = 0; i < 6; i++) expect(await drainGivingBack(await openLending(own, 'a'))).toBe(hashOf(files.get('a')!));
+      expect(lanesMade(own)).toBe(1);
+    }));
+
+  it('never writes again into a chunk nobody gave back: a transfer that failed with it in flight retires its lane', () =>
+    withOwnPool(async (own) => {
+      const failed = await openLending(own, 'a');
+      const iterator = (failed as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      const kept = (await iterator.next()).value as Buffer;
+      const keptBytes = Buffer.from(kept);
+      // Still held (by ssh2, say) when the transfer fails.
+      failed.destroy(new Error('the client went away'));
+      expect(await drainGivingBack(await openLending(own, 'b'))).toBe(hashOf(files.get('b')!));
+      expect(await drainGivingBack(await openLending(own, 'c'))).toBe(hashOf(files.get('c')!));
+      expect(kept.equals(keptBytes)).toBe(true);
+      expect(lanesMade(own)).toBe(2);
+    }));
+
+  it('keeps its lane after the decode ended until the last chunk is given back, then reuses it', () =>
+    withOwnPool(async (own) => {
+      const first = await openLending(own, 'a');
+      const held: Buffer[] = [];
+      const hash = createHash('sha256');
+      for await (const chunk of first as AsyncIterable<Buffer>) {
+        hash.update(chunk);
+        held.push(chunk);
+        // Give back all but the last two (of its three slots): the worker can still go on, and ends with them held.
+        while (held.length > 2) giveBack(held.shift()!);
+      }
+      expect(hash.digest('hex')).toBe(hashOf(files.get('a')!));
+      const heldBytes = held.map((chunk) => Buffer.from(chunk));
+      // Another transfer meanwhile: it must not get the lane still holding those chunks.
+      expect(await drainGivingBack(await openLending(own, 'b'))).toBe(hashOf(files.get('b')!));
+      held.forEach((chunk, i) => expect(chunk.equals(heldBytes[i]!)).toBe(true));
+      expect(lanesMade(own)).toBe(2);
+      held.forEach(giveBack);
+      first.destroy();
+      // Both lanes are free now: two more transfers at once make no third.
+      const both = await Promise.all([openLending(own, 'c'), openLending(own, 'a')].map(async (d) => drainGivingBack(await d)));
+      expect(both).toEqual([hashOf(files.get('c')!), hashOf(files.get('a')!)]);
+      expect(lanesMade(own)).toBe(2);
+    }));
+
+  it('turns a read error into the archive read error a transfer reports, not a damaged file', () =>
+    withOwnPool(async (own) => {
+      // A directory opens, but reading it fails (EISDIR).
+      const decoder = (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(await open(dir));
+      const error = await drainGivingBack(decoder).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WalhubError);
+      expect((error as WalhubError).message).toBe('archive read error (EISDIR)');
+    }));
+
+  it('closes the file when destroyed', () =>
+    withOwnPool(async (own) => {
+      const handle = await open(join(dir, 'a'));
+      const decoder = (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(handle);
+      const iterator = (decoder as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
+      await iterator.next();
+      decoder.destroy();
+      await new Promise((resolve) => decoder.once('close', resolve));
+      expect(handle.fd).toBe(-1);
+    }));
 });
 
 /** The zstd program, streaming from a pipe as an archiver would: the frame then declares its window, not its size. */
