@@ -32,10 +32,12 @@ export function toStages(wal: OpenedWal): [Readable, ...(Duplex | Transform)[]] 
  * toStages for a transfer that gives back every chunk it is done with and
  * destroys the first stage when done (lent-chunks.ts): a zstd decoder in a
  * worker reads the file itself and lends its chunks, so the first stage is
- * the decoder. Undefined for a file no decoder reads that way.
+ * the decoder. Undefined for a file not read that way: another format, or
+ * a history or .backup file.
  */
 export function toLendingStages(wal: OpenedWal): [WorkerDecoder, Transform] | undefined {
-  if (!(wal.decoder instanceof WorkerDecoder)) return undefined;
+  // Only a segment's verifier passes chunks on as it goes; a history file's size cap holds them to the end.
+  if (!(wal.decoder instanceof WorkerDecoder) || !(wal.verifier instanceof WalVerifier)) return undefined;
   return [wal.decoder.readFileDirectly(wal.handle), wal.verifier];
 }
 

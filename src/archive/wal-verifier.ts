@@ -47,14 +47,17 @@ export class WalVerifier extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (!this.header) {
-      this.held.push(chunk);
-      this.heldBytes += chunk.length;
-      if (this.heldBytes < LONG_HEADER_SIZE) return callback();
-      const held = this.held;
-      this.held = [];
       // Usually the first chunk holds the whole header and goes on as it is.
-      chunk = held.length === 1 ? held[0]! : Buffer.concat(held, this.heldBytes);
-      if (held.length > 1) held.forEach(giveBack);
+      if (this.heldBytes > 0 || chunk.length < LONG_HEADER_SIZE) {
+        // Copies, and each chunk given back at once: a lender with all its
+        // memory held here (tiny zstd frames) would decode nothing more.
+        this.held.push(Buffer.from(chunk));
+        giveBack(chunk);
+        this.heldBytes += chunk.length;
+        if (this.heldBytes < LONG_HEADER_SIZE) return callback();
+        chunk = Buffer.concat(this.held, this.heldBytes);
+        this.held = [];
+      }
       const header = parseLongPageHeader(chunk)!;
       const problem = findPageZeroProblem(header, this.wal, this.maxSegmentSize);
       if (problem) return callback(this.damaged(problem));

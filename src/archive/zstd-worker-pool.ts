@@ -217,6 +217,11 @@ export class WorkerDecoder extends Duplex {
   receive(message: FromWorker): void {
     if (message.type === 'output') {
       this.withWorker--;
+      // Decoded before the worker read its cancel: nobody will read it, so it is not lent (it would never come back).
+      if (this.source && (this.destroyed || this.workerDone)) {
+        this.returnable.push(message.slot);
+        return;
+      }
       if (this.source) {
         this.lentOut++;
         const slot = message.slot;

@@ -49,6 +49,7 @@ const BOMBS = [
   { name: '00000003.history', what: 'zstd --long=27 history file', expect: 'archived file is damaged: it does not decode (the zstd frame needs a window larger than 16 MiB (limits.max_decode_window))' },
   { name: '00000004.history', what: 'gzip history file decoding to 64 MiB', expect: 'archived file is damaged: it decodes to more than 1 MiB, larger than any history file' },
   { name: '00000005.history', what: 'xz history file with a 256 MiB dictionary', expect: /^archived file is damaged: it does not decode \(xz failed: .*Memory usage limit reached\)$/ },
+  { name: '00000006.history', what: 'zstd history file decoding to 64 MiB', expect: 'archived file is damaged: it decodes to more than 1 MiB, larger than any history file' },
   { name: '000000010000000000000003', what: 'zstd segment whose page header claims 1 GiB', expect: 'archived file is damaged: the page header says segments are 1024 MiB, above limits.max_segment_size (64 MiB)' },
 ] as const;
 
@@ -59,6 +60,7 @@ beforeAll(async () => {
   await packZeros(archivedPath(serverDir, '00000003.history'), GiB, zstd, ['-q', '-c', '--long=27']);
   await packZeros(archivedPath(serverDir, '00000004.history'), 64 * MiB, requireProgram('gzip', 'gzip'), ['-c']);
   await packZeros(archivedPath(serverDir, '00000005.history'), 2 * MiB, requireProgram('xz', 'xz-utils'), ['-c', '--lzma2=preset=0,dict=256MiB']);
+  await packZeros(archivedPath(serverDir, '00000006.history'), 64 * MiB, zstd, ['-q', '-c']);
   await packZeros(archivedPath(serverDir, '000000010000000000000003'), GiB - 8192, zstd, ['-q', '-c', '-1'], pageZero(3n, GiB));
 }, 120_000);
 

@@ -6,8 +6,11 @@
 // window until the standby grants more. (That a lane goes to the next
 // transfer only once its last chunks are given back is proven in
 // test/unit/zstd-decoder.test.ts, where the timing is in the test's hands.)
+import { readFile, writeFile } from 'node:fs/promises';
+import { basename } from 'node:path';
 import { afterAll, beforeAll, expect, inject, it } from 'vitest';
-import { createServerDir, place, type Placed } from '../helpers/archive.js';
+import { compress } from 'zstd-napi';
+import { archivedPath, createServerDir, place, sha256, type Placed } from '../helpers/archive.js';
 import { startHubWithStandbys, type Hub } from '../helpers/hub.js';
 import { connectRaw, fetchHashed } from '../helpers/raw-client.js';
 import { sshExec, type ClientKey } from '../helpers/ssh-client.js';
@@ -17,6 +20,7 @@ const MIB = 1024 * 1024;
 let hub: Hub;
 let standby: ClientKey;
 let segments: Placed[];
+let tinyFrames: Placed;
 
 beforeAll(async () => {
   const fixture = await loadOrMakeWalFixture(inject('walFixtureDir'));
@@ -24,6 +28,12 @@ beforeAll(async () => {
   ({ hub, keys: { standby } } = await startHubWithStandbys({ standby: 'servers="pg1"' }, { extraToml: '[cache]\nmemory = 0\n' }));
   const dir = await createServerDir(hub.archive, 'pg1');
   segments = await Promise.all(fixture.segments.slice(0, 4).map((segment) => place(dir, segment, { codec: 'zstd' })));
+  // Valid zstd, oddly made: its first frames decode to a byte each, fewer than page 0's header needs.
+  const original = await readFile(fixture.segments[4]!);
+  const name = basename(fixture.segments[4]!);
+  const frames = [0, 1, 2, 3].map((i) => compress(original.subarray(i, i + 1)));
+  await writeFile(archivedPath(dir, name), Buffer.concat([...frames, compress(original.subarray(4))]));
+  tinyFrames = { name, path: archivedPath(dir, name), codec: 'zstd', sha256: sha256(original), size: original.length };
 });
 
 afterAll(async () => {
@@ -56,4 +66,10 @@ it('a standby that stops reading its channel mid-segment, while three others fet
   } finally {
     client.end();
   }
+});
+
+it('serves a segment whose first zstd frames decode to a byte each (fewer than page 0 needs) byte for byte', async () => {
+  const result = await sshExec(hub, standby, `get-wal pg1 ${tinyFrames.name}`);
+  expect(result.status, result.stderr).toBe(0);
+  expect(result.sha256).toBe(tinyFrames.sha256);
 });

@@ -2,6 +2,7 @@ import { Readable, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { describe, expect, it } from 'vitest';
 import { WalhubError } from '../../src/errors.js';
+import { lend } from '../../src/archive/lent-chunks.js';
 import { needsVerifier, WalVerifier } from '../../src/archive/wal-verifier.js';
 import { parseWalName, type WalName } from '../../src/archive/wal-name.js';
 
@@ -116,6 +117,15 @@ describe('WalVerifier', () => {
     const chunks = [...chunksOf(segment, 8200)].map((chunk) => Buffer.from(chunk));
     await pipeline(Readable.from(chunks, { objectMode: false }), new WalVerifier(wal(NAME), true, 64 * 1024 * 1024), reusing);
     expect(Buffer.concat(received).equals(segment)).toBe(true);
+  });
+
+  it('gives back at once each lent chunk it holds until page 0 is whole: a lender with all its memory held would decode nothing more', async () => {
+    let givenBack = 0;
+    const lent = [...chunksOf(segment, 1)].slice(0, 8).map((chunk) => lend(Buffer.from(chunk), () => givenBack++));
+    const verifier = new WalVerifier(wal(NAME), true, 64 * 1024 * 1024);
+    for (const chunk of lent) await new Promise<void>((resolve, reject) => verifier.write(chunk, (error) => (error ? reject(error) : resolve())));
+    expect(givenBack).toBe(lent.length);
+    verifier.destroy();
   });
 
   it('passes the first segment of a new timeline, whose page 0 carries the old timeline', async () => {

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
-import { mkdtemp, open, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readFile, rm, writeFile, type FileHandle } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { compress } from 'zstd-napi';
@@ -215,6 +215,32 @@ describe('zstd worker decoding a file itself, lending its chunks (a transfer)', 
       const both = await Promise.all([openLending(own, 'c'), openLending(own, 'a')].map(async (d) => drainGivingBack(await d)));
       expect(both).toEqual([hashOf(files.get('c')!), hashOf(files.get('a')!)]);
       expect(lanesMade(own)).toBe(2);
+    }));
+
+  it('frees its lane when destroyed mid-decode with a read under way and decoded slots still on their way from the worker', () =>
+    withOwnPool(async (own) => {
+      const compressed = await readFile(join(dir, 'a'));
+      let reads = 0;
+      // A slow disk: every read but the first takes 300 ms.
+      const slowFile = {
+        async read(into: Buffer, offset: number, length: number, position: number) {
+          if (reads++ > 0) await new Promise((r) => setTimeout(r, 300));
+          const bytes = compressed.subarray(position, position + length);
+          bytes.copy(into, offset);
+          return { bytesRead: bytes.length };
+        },
+        async close() {},
+      } as unknown as FileHandle;
+      const decoder = (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(slowFile);
+      const first = await new Promise<Buffer>((resolve) => decoder.once('data', resolve));
+      giveBack(first);
+      // The client went away: nothing lent, a read under way, the worker still decoding.
+      decoder.destroy();
+      await new Promise((r) => setTimeout(r, 600));
+      const streams = (own as unknown as { workers: { streams: Map<number, unknown> }[] }).workers[0]!.streams;
+      expect(streams.size).toBe(0);
+      expect(await drainGivingBack(await openLending(own, 'b'))).toBe(hashOf(files.get('b')!));
+      expect(lanesMade(own)).toBe(1);
     }));
 
   it('turns a read error into the archive read error a transfer reports, not a damaged file', () =>
