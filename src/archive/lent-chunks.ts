@@ -7,6 +7,9 @@
  * chunk on unchanged, and the channel sink, once ssh2 has copied the chunk
  * into its packets. A chunk nobody gives back keeps its memory from being
  * written again for good: the lender then retires that memory instead of reusing it.
+ * Lent chunks must be read one by one, as pipe() and pipeline() do: read()
+ * in paused mode may join buffered chunks into a new Buffer, which nobody
+ * can give back.
  */
 const lenders = new WeakMap<Uint8Array, () => void>();
 

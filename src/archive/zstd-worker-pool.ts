@@ -220,7 +220,7 @@ export class WorkerDecoder extends Duplex {
   readFileDirectly(handle: FileHandle): this {
     this.source = { handle, position: 0, reading: false, ended: false, closed: false };
     this.returnable.splice(LENT_SLOTS);
-    this.readAhead();
+    // Reading starts once the stream is read, inside the transfer that will destroy it.
     return this;
   }
 
@@ -283,6 +283,7 @@ export class WorkerDecoder extends Duplex {
 
   override _read(): void {
     this.giveBack();
+    if (this.source) this.readAhead();
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
