@@ -11,7 +11,7 @@ import { needsVerifier, WalVerifier } from './wal-verifier.js';
 import type { WalName } from './wal-name.js';
 
 export interface OpenedWal {
-  /** The open file under `file`: closed with it, unless opened with `autoClose: false`. */
+  /** The open file under `file`: closed with it (unless opened with `autoClose: false`), or by a decoder that reads it itself (toLendingStages). */
   readonly handle: FileHandle;
   /** A stream of the file, made when first asked for: a decoder may read `handle` itself instead. */
   readonly file: Readable;
