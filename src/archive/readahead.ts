@@ -1,4 +1,5 @@
-import { Transform, Writable, type TransformCallback } from 'node:stream';
+import type { FileHandle } from 'node:fs/promises';
+import { Readable, Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
@@ -8,8 +9,10 @@ import { isSameFile, readFileIdentity } from './file-identity.js';
 import type { ArchiveLimits } from './limits.js';
 import { findWalFile } from './lookup.js';
 import { openWal, type OpenedWal } from './open-wal.js';
-import type { PinnedWal, WalCache } from './wal-cache.js';
+import type { PinnedWal, Reservation, WalCache } from './wal-cache.js';
 import { nextSegment, type WalName } from './wal-name.js';
+import { WalVerifier } from './wal-verifier.js';
+import { WorkerDecoder } from './zstd-worker-pool.js';
 
 /** What became of one segment read ahead: a fixed set, for the metrics' labels. */
 export const READAHEAD_OUTCOMES = ['cached', 'missing', 'damaged', 'changed', 'no_room', 'too_large', 'error', 'aborted'] as const;
@@ -53,6 +56,9 @@ const YIELD_POLL_MS = 10;
  * buffer): room reserved on top, so a whole segment never fails for it.
  */
 const RESERVE_SLACK_DIVISOR = 32;
+
+/** A whole-segment entry is served in views this large, as the worker's transfers send its slots. */
+const CACHED_CHUNK = 512 * 1024;
 
 class TooLarge extends Error {}
 
@@ -180,9 +186,17 @@ export class Readahead {
       this.current = undefined;
       settle();
     }
-    const { outcome, file, error } = result;
+    const { outcome, file, memory, error } = result;
     this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
-    const fields = { server: chain.server, wal: wal.name, outcome, ms: Date.now() - startedAt, ...(file ? { file } : {}), ...(error ? { error } : {}) };
+    const fields = {
+      server: chain.server,
+      wal: wal.name,
+      outcome,
+      ms: Date.now() - startedAt,
+      ...(file ? { file } : {}),
+      ...(memory ? { memory } : {}),
+      ...(error ? { error } : {}),
+    };
     // A damaged file or an archive problem needs a person, as its request would;
     // the end of the archive is where every chain stops, not news.
     if (outcome === 'damaged' || outcome === 'error') this.options.log.warn(fields, 'readahead');
@@ -192,19 +206,39 @@ export class Readahead {
   }
 
   private async decodeInto(chain: Chain, wal: WalName, key: string): Promise<DecodeResult> {
-    const reservation = this.cache.reserve(chain.segmentSize + chain.segmentSize / RESERVE_SLACK_DIVISOR);
-    if (!reservation) return { outcome: 'no_room' };
+    let reservation: Reservation | undefined;
     let opened: OpenedWal | undefined;
     let failedStage: number | undefined;
     const { signal } = this.stopper;
     try {
       opened = await openWal(chain.serverDir, wal, false, this.options.decoders, this.options.limits, { autoClose: false });
+      const wholeDecoder = opened.decoder instanceof WorkerDecoder && opened.verifier instanceof WalVerifier ? opened.decoder : undefined;
+      reservation = wholeDecoder
+        ? this.cache.reserveBlock(chain.segmentSize)
+        : this.cache.reserve(chain.segmentSize + chain.segmentSize / RESERVE_SLACK_DIVISOR);
+      if (!reservation) return { outcome: 'no_room', file: opened.relative };
       const before = await readFileIdentity(opened.handle, opened.relative);
-      const collector = new ChunkCollector(reservation.bytes);
-      const gate = new YieldGate(() => this.waiting === 0 && this.isBusy(), signal);
-      const stages = [opened.file, gate, ...(opened.decoder ? [opened.decoder] : []), opened.verifier, collector];
-      stages.forEach((stage, index) => stage.once('error', () => (failedStage ??= index)));
-      await pipeline(stages, { signal });
+      const mustYield = () => this.waiting === 0 && this.isBusy();
+      let decoded: { readonly chunks: Buffer[]; readonly length: number; readonly held: number; readonly memory?: SharedArrayBuffer };
+      if (wholeDecoder) {
+        const into = reservation.memory ?? chain.segmentSize;
+        const whole = await decodeWhole(wholeDecoder, opened.handle, into, mustYield, signal).catch((error: unknown) => {
+          // The worker's own errors are the file's: corrupt, or decoding past a segment.
+          if (!isWalhubError(error)) failedStage = 2;
+          throw error;
+        });
+        const chunks = splitIntoChunks(whole, CACHED_CHUNK);
+        opened.verifier.once('error', () => (failedStage ??= 3));
+        await pipeline([Readable.from(chunks), opened.verifier, new Writable({ write: (_chunk, _encoding, callback) => callback() })], { signal });
+        decoded = { chunks, length: whole.length, held: whole.buffer.byteLength, memory: whole.buffer as SharedArrayBuffer };
+      } else {
+        const collector = new ChunkCollector(reservation.bytes);
+        const gate = new YieldGate(mustYield, signal);
+        const stages = [opened.file, gate, ...(opened.decoder ? [opened.decoder] : []), opened.verifier, collector];
+        stages.forEach((stage, index) => stage.once('error', () => (failedStage ??= index)));
+        await pipeline(stages, { signal });
+        decoded = collector;
+      }
       const after = await readFileIdentity(opened.handle, opened.relative);
       // Closed here, so that nothing is awaited between the check below and the
       // outcome's log line: a decode that ends after close() is 'aborted', never cached.
@@ -212,13 +246,14 @@ export class Readahead {
       if (signal.aborted) return { outcome: 'aborted', file: opened.relative };
       if (!isSameFile(before, after)) return { outcome: 'changed', file: opened.relative };
       reservation.commit(key, {
-        chunks: collector.chunks,
-        segmentSize: collector.length,
-        bytes: collector.held,
+        chunks: decoded.chunks,
+        segmentSize: decoded.length,
+        bytes: decoded.held,
         identity: before,
         compression: opened.compression,
+        ...(decoded.memory ? { memory: decoded.memory } : {}),
       });
-      return { outcome: 'cached', file: opened.relative };
+      return { outcome: 'cached', file: opened.relative, ...(wholeDecoder ? { memory: reservation.memory ? 'reused' : 'new' } : {}) };
     } catch (error) {
       const file = opened?.relative;
       if (signal.aborted) return { outcome: 'aborted', ...(file ? { file } : {}) };
@@ -233,7 +268,9 @@ export class Readahead {
               : 'error';
       return { outcome, ...(file ? { file } : {}), ...(outcome === 'missing' ? {} : { error: message }) };
     } finally {
-      reservation.release();
+      reservation?.release();
+      // A decoder never piped (no room) still holds its worker lane until destroyed.
+      opened?.decoder?.destroy();
       await opened?.handle.close().catch(() => undefined);
     }
   }
@@ -242,6 +279,8 @@ export class Readahead {
 interface DecodeResult {
   readonly outcome: ReadaheadOutcome;
   readonly file?: string;
+  /** A zstd segment decoded whole: into the block of a dropped entry, or into memory new to the cache. */
+  readonly memory?: 'reused' | 'new';
   readonly error?: string;
 }
 
@@ -259,6 +298,41 @@ function untilAborted(promise: Promise<void>, signal: AbortSignal): Promise<void
       resolve();
     });
   });
+}
+
+/**
+ * A zstd segment decoded in a worker straight into one block of memory (see
+ * WorkerDecoder.decodeWholeFile): `into`, a block a dropped entry left, or
+ * new memory of that many bytes. Reads the file only while `mustYield()`
+ * is false; the decoder is destroyed when done or when `signal` aborts.
+ */
+async function decodeWhole(
+  decoder: WorkerDecoder,
+  handle: FileHandle,
+  into: SharedArrayBuffer | number,
+  mustYield: () => boolean,
+  signal: AbortSignal,
+): Promise<Buffer> {
+  const stop = () => decoder.destroy(signal.reason as Error);
+  signal.addEventListener('abort', stop, { once: true });
+  try {
+    const waitTurn = () => (mustYield() ? waitWhile(mustYield, signal) : undefined);
+    return await decoder.decodeWholeFile(handle, into, waitTurn);
+  } finally {
+    signal.removeEventListener('abort', stop);
+    decoder.destroy();
+  }
+}
+
+async function waitWhile(condition: () => boolean, signal: AbortSignal): Promise<void> {
+  while (condition()) await sleep(YIELD_POLL_MS, undefined, { signal });
+}
+
+/** Views of `whole`, as the send path takes them: no copy. */
+function splitIntoChunks(whole: Buffer, size: number): Buffer[] {
+  const chunks: Buffer[] = [];
+  for (let offset = 0; offset < whole.length; offset += size) chunks.push(whole.subarray(offset, offset + size));
+  return chunks;
 }
 
 /** Passes the file's chunks on, but none while `mustYield()`: the decoder behind it then idles. */

@@ -11,11 +11,19 @@ export interface CachedWal {
   /** The file the chunks were decoded from, as it was then. */
   readonly identity: FileIdentity;
   readonly compression: CompressionName;
+  /**
+   * The one block of memory the chunks are views of, when they are (a zstd
+   * segment decoded whole in a worker): once the entry is dropped and nobody
+   * may still read it, the block is kept to decode the next segment into.
+   */
+  readonly memory?: SharedArrayBuffer;
 }
 
 /** Room held for a decode under way; `commit` turns it into an entry, `release` gives it back. */
 export interface Reservation {
   readonly bytes: number;
+  /** A block of `bytes` that a dropped entry left (reserveBlock): decode into it rather than into new memory. */
+  readonly memory?: SharedArrayBuffer;
   commit(key: string, wal: CachedWal): void;
   release(): void;
 }
@@ -23,21 +31,31 @@ export interface Reservation {
 /** An entry being streamed to a client: not evicted meanwhile, and still counted if dropped. */
 export interface PinnedWal {
   readonly wal: CachedWal;
-  release(): void;
+  /**
+   * Done streaming. `reusable`: false when some of its chunks may still be
+   * read by someone (a transfer that failed with a chunk inside ssh2): its
+   * block is then never written again, and goes to the collector instead.
+   */
+  release(reusable?: boolean): void;
 }
 
 interface Slot {
   readonly wal: CachedWal;
+  /** Acquired at least once. */
+  served: boolean;
   pins: number;
   dropped: boolean;
+  /** Released once as not reusable. */
+  tainted: boolean;
 }
 
 /**
  * The one cache of decoded segments, shared by every connection. `heldBytes`
  * counts everything its chunks keep in memory: the entries, the room reserved
- * for decodes under way, and dropped entries still being streamed. It never
- * passes `capacity`: room is made by evicting the least recently used entry
- * nobody is streaming, and a reservation that cannot be made is refused.
+ * for decodes under way, dropped entries still being streamed, and spare
+ * blocks. It never passes `capacity`: room is made by evicting the least
+ * recently used entry nobody is streaming (served ones first, see evictOne),
+ * and a reservation that cannot be made is refused.
  */
 export class WalCache {
   /** Insertion order is recency: the first entry is the least recently used. */
@@ -45,6 +63,14 @@ export class WalCache {
   private held = 0;
   private reserved = 0;
   private cached = 0;
+  /**
+   * Blocks of dropped entries nobody reads any more, kept for the next decode
+   * (reserveBlock) and counted in `held`: writing memory the process already
+   * has costs nothing more, while each new segment of it costs the kernel's
+   * work of handing out 4096 pages (on the bench machine about 50 ms a segment).
+   */
+  private readonly spares: SharedArrayBuffer[] = [];
+  private spare = 0;
 
   constructor(readonly capacity: number) {}
 
@@ -62,6 +88,11 @@ export class WalCache {
     return this.reserved;
   }
 
+  /** Bytes of blocks kept to decode into. */
+  get spareBytes(): number {
+    return this.spare;
+  }
+
   get entries(): number {
     return this.slots.size;
   }
@@ -72,6 +103,31 @@ export class WalCache {
 
   reserve(bytes: number): Reservation | undefined {
     if (!this.makeRoom(bytes)) return undefined;
+    return this.reservation(bytes);
+  }
+
+  /**
+   * Room for one block of `bytes`, preferably one a dropped entry left: the
+   * reservation then carries it. Evicts as reserve does, but takes the
+   * block of an evicted entry as soon as there is one.
+   */
+  reserveBlock(bytes: number): Reservation | undefined {
+    if (bytes > this.capacity) return undefined;
+    for (;;) {
+      const index = this.spares.findIndex((block) => block.byteLength === bytes);
+      if (index >= 0) {
+        const [memory] = this.spares.splice(index, 1);
+        this.spare -= bytes;
+        this.held -= bytes;
+        return this.reservation(bytes, memory);
+      }
+      if (this.held + bytes <= this.capacity) return this.reservation(bytes);
+      // Spares left now are of another size: of no use here, they go before any entry does.
+      if (!this.discardSpare() && !this.evictOne()) return undefined;
+    }
+  }
+
+  private reservation(bytes: number, memory?: SharedArrayBuffer): Reservation {
     this.held += bytes;
     this.reserved += bytes;
     let open = true;
@@ -84,14 +140,17 @@ export class WalCache {
     };
     return {
       bytes,
+      ...(memory ? { memory } : {}),
       commit: (key, wal) => {
         if (wal.bytes > bytes) throw new Error(`cache: ${wal.bytes} bytes committed on a reservation of ${bytes}`);
         if (!giveBack()) throw new Error('cache: reservation committed twice');
         this.drop(key);
-        this.slots.set(key, { wal, pins: 0, dropped: false });
+        this.slots.set(key, { wal, served: false, pins: 0, dropped: false, tainted: false });
         this.held += wal.bytes;
         this.cached += wal.bytes;
       },
+      // A block that was not committed may still be written by a decode that was
+      // stopped: it goes to the collector, never back to the spares.
       release: () => void giveBack(),
     };
   }
@@ -102,15 +161,17 @@ export class WalCache {
     if (!slot) return undefined;
     this.slots.delete(key);
     this.slots.set(key, slot);
+    slot.served = true;
     slot.pins++;
     let open = true;
     return {
       wal: slot.wal,
-      release: () => {
+      release: (reusable = true) => {
         if (!open) return;
         open = false;
         slot.pins--;
-        if (slot.pins === 0 && slot.dropped) this.held -= slot.wal.bytes;
+        if (!reusable) slot.tainted = true;
+        if (slot.pins === 0 && slot.dropped) this.letGo(slot);
       },
     };
   }
@@ -122,19 +183,63 @@ export class WalCache {
     this.cached -= slot.wal.bytes;
     slot.dropped = true;
     // Chunks being streamed stay in memory until the stream is done: still held.
-    if (slot.pins === 0) this.held -= slot.wal.bytes;
+    if (slot.pins === 0) this.letGo(slot);
   }
 
+  /** Drops every entry and lets every block go. */
   clear(): void {
     for (const key of [...this.slots.keys()]) this.drop(key);
+    while (this.discardSpare());
+  }
+
+  /** A dropped entry nobody streams any more: its block is kept as a spare when it has one that nobody can still read. */
+  private letGo(slot: Slot): void {
+    const { memory } = slot.wal;
+    if (memory && !slot.tainted && memory.byteLength === slot.wal.bytes) {
+      this.spares.push(memory);
+      this.spare += memory.byteLength;
+    } else {
+      this.held -= slot.wal.bytes;
+    }
   }
 
   private makeRoom(bytes: number): boolean {
     if (bytes > this.capacity) return false;
-    for (const [key, slot] of this.slots) {
-      if (this.held + bytes <= this.capacity) break;
-      if (slot.pins === 0) this.drop(key);
+    while (this.held + bytes > this.capacity) {
+      if (!this.discardSpare() && !this.evictOne()) return false;
     }
-    return this.held + bytes <= this.capacity;
+    return true;
+  }
+
+  /**
+   * Drops the least recently used entry nobody is streaming, one already
+   * served if there is one: a segment read ahead and not yet asked for is
+   * what its standby asks for next, while one served is asked for again only
+   * by a standby further behind. (Recency alone would evict first the next
+   * segment of the very chain that is making room, as serving a segment makes
+   * it the most recently used.) False when nothing can be dropped.
+   */
+  private evictOne(): boolean {
+    let unserved: string | undefined;
+    for (const [key, slot] of this.slots) {
+      if (slot.pins > 0) continue;
+      if (!slot.served) {
+        unserved ??= key;
+        continue;
+      }
+      this.drop(key);
+      return true;
+    }
+    if (unserved === undefined) return false;
+    this.drop(unserved);
+    return true;
+  }
+
+  private discardSpare(): boolean {
+    const block = this.spares.pop();
+    if (!block) return false;
+    this.spare -= block.byteLength;
+    this.held -= block.byteLength;
+    return true;
   }
 }

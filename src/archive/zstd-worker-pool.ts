@@ -25,12 +25,15 @@ export type ToWorker =
   | { readonly type: 'open'; readonly id: number; readonly lane: number; readonly maxWindow: number }
   | { readonly type: 'input'; readonly id: number; readonly slot: number; readonly length: number }
   | { readonly type: 'credit'; readonly id: number; readonly slots: readonly number[] }
+  /** Decode into `memory`, or new memory of `capacity` bytes that the worker allocates; handed over at the end ('decoded'). */
+  | { readonly type: 'whole'; readonly id: number; readonly memory?: SharedArrayBuffer; readonly capacity: number }
   | { readonly type: 'end' | 'cancel'; readonly id: number };
 
 export type FromWorker =
   | { readonly type: 'took'; readonly id: number; readonly slot: number }
   | { readonly type: 'output'; readonly id: number; readonly slot: number; readonly length: number }
   | { readonly type: 'done'; readonly id: number }
+  | { readonly type: 'decoded'; readonly id: number; readonly memory: SharedArrayBuffer; readonly length: number }
   | { readonly type: 'error'; readonly id: number; readonly message: string };
 
 /** Compressed input a stream may have handed over: two of the file stream's chunks, one decoding while the next is read. */
@@ -186,8 +189,21 @@ export class WorkerDecoder extends Duplex {
   private readonly returnable = Array.from({ length: OUTPUT_SLOTS }, (_, i) => i);
   private waitingForInputSlot: (() => void) | undefined;
   private onDone: ((error?: Error) => void) | undefined;
-  /** Set by readFileDirectly: the file read into the input slots, and where the next read starts. */
-  private source: { readonly handle: FileHandle; position: number; reading: boolean; ended: boolean; closed: boolean } | undefined;
+  /** Set by readFileDirectly and decodeWholeFile: the file read into the input slots, and where the next read starts. */
+  private source:
+    | {
+        readonly handle: FileHandle;
+        /** readFileDirectly's file is closed with this stream; decodeWholeFile's caller closes its own. */
+        readonly closesHandle: boolean;
+        readonly waitTurn: (() => Promise<void> | undefined) | undefined;
+        position: number;
+        reading: boolean;
+        ended: boolean;
+        closed: boolean;
+      }
+    | undefined;
+  /** decodeWholeFile's promise, settled by the worker's 'decoded' or by this stream's destruction. */
+  private whole: { readonly resolve: (decoded: Buffer) => void; readonly reject: (error: Error) => void } | undefined;
   /** Lent slots not yet given back. */
   private lentOut = 0;
   /** Output slots the worker has been given and not yet filled: with none, it waits for one. */
@@ -218,10 +234,37 @@ export class WorkerDecoder extends Duplex {
    * when this stream is destroyed.
    */
   readFileDirectly(handle: FileHandle): this {
-    this.source = { handle, position: 0, reading: false, ended: false, closed: false };
+    this.source = { handle, closesHandle: true, waitTurn: undefined, position: 0, reading: false, ended: false, closed: false };
     this.returnable.splice(LENT_SLOTS);
     // Reading starts once the stream is read, inside the transfer that will destroy it.
     return this;
+  }
+
+  /**
+   * Decodes all of `handle` into one block of shared memory and resolves it
+   * (readahead's cache entry): `into`, a block given to be written over, or
+   * a number of bytes for the worker to allocate. Decoding past the block
+   * is an error. Nothing is copied, and the event loop touches none of that
+   * memory first: for new memory, the kernel's work of handing it out is
+   * the worker's (on a fresh hub, about 1 s per 256 MiB on the bench
+   * machine). Before each read of the file, a promise from `waitTurn` is
+   * awaited. Only before anything is written or read; destroy this stream
+   * when done (which rejects a decode under way, after which the worker may
+   * still write `into` until it reads its cancel).
+   */
+  decodeWholeFile(handle: FileHandle, into: SharedArrayBuffer | number, waitTurn?: () => Promise<void> | undefined): Promise<Buffer> {
+    this.source = { handle, closesHandle: false, waitTurn, position: 0, reading: false, ended: false, closed: false };
+    this.returnable.splice(0);
+    const decoded = new Promise<Buffer>((resolve, reject) => (this.whole = { resolve, reject }));
+    // Errors reach the caller through the promise; as a stream nobody reads this one.
+    this.on('error', () => undefined);
+    this.post(
+      typeof into === 'number'
+        ? { type: 'whole', id: this.id, capacity: into }
+        : { type: 'whole', id: this.id, memory: into, capacity: into.byteLength },
+    );
+    this.readAhead();
+    return decoded;
   }
 
   receive(message: FromWorker): void {
@@ -251,6 +294,11 @@ export class WorkerDecoder extends Duplex {
       const waiting = this.waitingForInputSlot;
       this.waitingForInputSlot = undefined;
       waiting?.();
+    } else if (message.type === 'decoded') {
+      this.workerDone = true;
+      this.releaseWhenUnused();
+      this.whole?.resolve(Buffer.from(message.memory, 0, message.length));
+      this.whole = undefined;
     } else if (message.type === 'done') {
       this.workerDone = true;
       this.releaseWhenUnused();
@@ -287,13 +335,15 @@ export class WorkerDecoder extends Duplex {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    this.whole?.reject(error ?? new Error('the decode was stopped'));
+    this.whole = undefined;
     if (!this.workerDone) this.post({ type: 'cancel', id: this.id });
     this.workerDone = true;
     // Destroyed with chunks still lent: whoever holds them may still read them.
     if (this.lentOut > 0) this.release(false);
     else this.releaseWhenUnused();
     const source = this.source;
-    if (!source || source.closed) return callback(error);
+    if (!source?.closesHandle || source.closed) return callback(error);
     source.closed = true;
     // FileHandle.close waits for a read still under way.
     source.handle.close().then(
@@ -305,9 +355,26 @@ export class WorkerDecoder extends Duplex {
   /** Reads the file into every free input slot, one read at a time, until its end. */
   private readAhead(): void {
     const source = this.source!;
-    if (source.reading || source.ended || this.destroyed) return;
-    const slot = this.freeInputs.shift();
-    if (slot === undefined) return;
+    if (source.reading || source.ended || this.destroyed || this.freeInputs.length === 0) return;
+    const turn = source.waitTurn?.();
+    if (turn) {
+      // Counted as a read: the lane is not let go while it is pending.
+      source.reading = true;
+      turn.then(
+        () => {
+          source.reading = false;
+          if (this.destroyed) return this.releaseWhenUnused();
+          this.readAhead();
+        },
+        (error: unknown) => {
+          source.reading = false;
+          if (this.destroyed) return this.releaseWhenUnused();
+          this.destroy(error instanceof Error ? error : new Error(String(error)));
+        },
+      );
+      return;
+    }
+    const slot = this.freeInputs.shift()!;
     source.reading = true;
     const into = Buffer.from(this.input, slot * INPUT_SLOT_BYTES, INPUT_SLOT_BYTES);
     source.handle.read(into, 0, INPUT_SLOT_BYTES, source.position).then(

@@ -26,6 +26,8 @@ interface Stream {
   readonly free: number[];
   fed: boolean;
   ending: boolean;
+  /** A whole-file decode ('whole'): the memory it fills, and how much of it so far. */
+  whole?: { readonly memory: SharedArrayBuffer; readonly into: Buffer; written: number };
 }
 
 const port = parentPort!;
@@ -39,6 +41,22 @@ const port = parentPort!;
 setFlagsFromString('--expose-gc');
 const collect = runInNewContext('gc') as () => void;
 let collectQueued = false;
+/**
+ * Collects once the messages queued now are handled (a burst of ended
+ * streams drops its lanes together): after lanes are let go, and after each
+ * whole-file decode, whose segment-sized memory the cache frees only once
+ * this thread, too, has dropped its reference to it.
+ */
+function collectSoon(): void {
+  if (collectQueued) return;
+  collectQueued = true;
+  setImmediate(() => {
+    collectQueued = false;
+    collect();
+  });
+}
+/** Where a whole-file decode's output past its memory goes: one byte is enough to know there is more. */
+const overflow = Buffer.alloc(1);
 const streams = new Map<number, Stream>();
 /** Each lane keeps its zstd context too: reused, its window buffers are allocated once, not once per stream. */
 const lanes = new Map<number, { readonly input: readonly Buffer[]; readonly output: readonly Buffer[]; readonly context: binding.DCtx }>();
@@ -56,14 +74,7 @@ port.on('message', (message: ToWorker) => {
   }
   if (message.type === 'drop-lane') {
     lanes.delete(message.lane);
-    if (!collectQueued) {
-      collectQueued = true;
-      // After the other messages queued now: a burst of ended streams drops its lanes together.
-      setImmediate(() => {
-        collectQueued = false;
-        collect();
-      });
-    }
+    collectSoon();
     return;
   }
   if (message.type === 'open') {
@@ -87,12 +98,27 @@ port.on('message', (message: ToWorker) => {
   if (!stream) return;
   if (message.type === 'cancel') {
     streams.delete(id);
+    if (stream.whole) collectSoon();
+    return;
+  }
+  if (message.type === 'whole') {
+    // New memory is allocated here and first written here: the kernel's work of
+    // handing out a segment of it is done on this thread, not on the event loop.
+    try {
+      const memory = message.memory ?? new SharedArrayBuffer(message.capacity);
+      stream.whole = { memory, into: Buffer.from(memory), written: 0 };
+    } catch (error) {
+      // Out of memory: that readahead fails, the thread and its other streams go on.
+      streams.delete(id);
+      post({ type: 'error', id, message: (error as Error).message });
+    }
     return;
   }
   if (message.type === 'input') stream.inputs.push({ slot: message.slot, length: message.length });
   else if (message.type === 'credit') stream.free.push(...message.slots);
   else if (message.type === 'end') stream.ending = true;
-  run(id, stream);
+  if (stream.whole) runWhole(id, stream, stream.whole);
+  else run(id, stream);
 });
 
 function slots(memory: SharedArrayBuffer, count: number): Buffer[] {
@@ -100,18 +126,22 @@ function slots(memory: SharedArrayBuffer, count: number): Buffer[] {
   return Array.from({ length: count }, (_, i) => Buffer.from(memory, i * size, size));
 }
 
+/** Gives the decoder the next input slot; false when none has arrived yet. */
+function feedNext(id: number, stream: Stream): boolean {
+  // The slot decoded last is used up: the reader may fill it again.
+  if (stream.fed) post({ type: 'took', id, slot: stream.inputs.shift()!.slot });
+  stream.fed = false;
+  const input = stream.inputs[0];
+  if (!input) return false;
+  stream.step.feed(stream.inputSlots[input.slot]!.subarray(0, input.length));
+  stream.fed = true;
+  return true;
+}
+
 function run(id: number, stream: Stream): void {
   try {
     while (stream.free.length > 0) {
-      if (stream.step.needsInput) {
-        // The slot decoded last is used up: the reader may fill it again.
-        if (stream.fed) post({ type: 'took', id, slot: stream.inputs.shift()!.slot });
-        stream.fed = false;
-        const input = stream.inputs[0];
-        if (!input) break;
-        stream.step.feed(stream.inputSlots[input.slot]!.subarray(0, input.length));
-        stream.fed = true;
-      }
+      if (stream.step.needsInput && !feedNext(id, stream)) break;
       const slot = stream.free[0]!;
       const produced = stream.step.next(stream.outputSlots[slot]!);
       if (produced === 0) continue;
@@ -126,5 +156,29 @@ function run(id: number, stream: Stream): void {
   } catch (error) {
     streams.delete(id);
     post({ type: 'error', id, message: (error as Error).message });
+  }
+}
+
+/** Decodes every input given into the stream's own memory, which it hands over once the file has ended. */
+function runWhole(id: number, stream: Stream, whole: NonNullable<Stream['whole']>): void {
+  try {
+    for (;;) {
+      if (stream.step.needsInput && !feedNext(id, stream)) break;
+      if (whole.written === whole.into.length) {
+        if (stream.step.next(overflow) > 0) throw new Error(`the file decodes to more than ${whole.into.length} bytes`);
+        continue;
+      }
+      whole.written += stream.step.next(whole.into.subarray(whole.written));
+    }
+    if (stream.ending && stream.inputs.length === 0) {
+      stream.step.finish();
+      streams.delete(id);
+      post({ type: 'decoded', id, memory: whole.memory, length: whole.written });
+      collectSoon();
+    }
+  } catch (error) {
+    streams.delete(id);
+    post({ type: 'error', id, message: (error as Error).message });
+    collectSoon();
   }
 }

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { Readable, type Duplex, type Transform, type Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { lend } from '../archive/lent-chunks.js';
 import { isDirectory, toArchiveReadError } from '../archive/lookup.js';
 import { openWal, toLendingStages, toStages, toStoredStages, type OpenedWal } from '../archive/open-wal.js';
 import { peekWalNames } from '../archive/peek.js';
@@ -134,12 +135,22 @@ async function sendFromCache(
   const hit = await readahead.lookup(serverDir, request.wal!, io.signal);
   transfer.cache = hit ? 'hit' : 'miss';
   if (!hit) return undefined;
+  // Each chunk goes out as a view of its own, lent (lent-chunks.ts): the entry's
+  // memory may be decoded into again once it is dropped, but only when every
+  // view was given back, none left inside ssh2 by a transfer that failed.
+  let lentOut = 0;
+  function* lentViews(chunks: readonly Buffer[]): Generator<Buffer> {
+    for (const chunk of chunks) {
+      lentOut++;
+      yield lend(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), () => lentOut--);
+    }
+  }
   try {
     transfer.compression = hit.wal.compression;
     transfer.file = hit.wal.identity.relative;
-    await pump({ stages: [Readable.from(hit.wal.chunks, { objectMode: false })] }, io, transfer, stallMs);
+    await pump({ stages: [Readable.from(lentViews(hit.wal.chunks), { objectMode: false })] }, io, transfer, stallMs);
   } finally {
-    hit.release();
+    hit.release(lentOut === 0);
   }
   return hit.wal.segmentSize;
 }

@@ -108,13 +108,14 @@ export function createMetrics(sources: MetricsSources): Metrics {
   if (readahead) {
     new Gauge({
       name: 'walhub_cache_bytes',
-      help: 'Memory held by the readahead cache: decoded segments cached, and reserved for the decode under way.',
+      help: 'Memory held by the readahead cache: decoded segments cached, reserved for the decode under way, and spare (blocks of dropped segments kept to decode into).',
       labelNames: ['state'],
       registers: [registry],
       collect() {
         const { cache } = readahead;
         this.set({ state: 'cached' }, cache.cachedBytes);
         this.set({ state: 'decoding' }, cache.reservedBytes);
+        this.set({ state: 'spare' }, cache.spareBytes);
       },
     });
     const counted = new Map<string, number>();

@@ -18,7 +18,8 @@ import { loadOrMakeWalFixture, type WalFixture } from '../helpers/wal-fixture.js
 
 const EXPECTED_COMPRESSION: Record<string, string> = { none: 'none', ...WRITER_COMPRESSION };
 const FORMATS = ['none', ...BARMAN_WRITERS] as const;
-const SERVERS = [...FORMATS, 'replaced', 'moved', 'damaged', 'gone', 'escape', 'waits', 'jumps'];
+const UNDECODABLE = ['truncated-zstd', 'overlong-zstd'] as const;
+const SERVERS = [...FORMATS, 'replaced', 'moved', 'damaged', ...UNDECODABLE, 'gone', 'escape', 'waits', 'jumps'];
 
 let fixture: WalFixture;
 let hub: Hub;
@@ -185,6 +186,31 @@ it('reports a damaged segment read ahead with exit 4 and the same message as wit
   expect(after.stderr).toBe(cold.stderr);
   expect(after.bytes).toBe(0);
   expect(await requestRecord('damaged', damaged.name)).toMatchObject({ result: 'damaged', exit: 4, cache: 'miss' });
+});
+
+// A zstd segment read ahead is decoded whole in the worker, into the cache's
+// memory: the worker's own errors must end as a damaged outcome, the hub up.
+it.each(UNDECODABLE)('reports a %s segment read ahead as damaged, stays up, and its request is exit 4 as without readahead', async (server) => {
+  const serverDir = await createServerDir(hub.archive, server);
+  await place(serverDir, segment(0));
+  const source = await readFile(segment(1));
+  const compressed =
+    server === 'truncated-zstd' ? (await encode(source, 'zstd')).subarray(0, 100_000) : await encode(Buffer.concat([source, Buffer.alloc(8192)]), 'zstd');
+  const target = archivedPath(serverDir, nameOf(segment(1)));
+  await mkdir(dirname(target), { recursive: true });
+  await writeFile(target, compressed);
+  const cold = await sshExec(hub, standby, `get-wal ${server} ${nameOf(segment(1))}`);
+  expect(cold.status).toBe(4);
+  await fetchOk(server, segment(0));
+  const line = await readaheadOf(server, nameOf(segment(1)));
+  expect(line).toMatchObject({ level: 40, outcome: 'damaged' });
+  expect(line.error).toBe(server === 'truncated-zstd' ? 'the zstd stream ends in the middle of a frame' : `the file decodes to more than ${source.length} bytes`);
+  const after = await sshExec(hub, standby, `get-wal ${server} ${nameOf(segment(1))}`);
+  // How much of the file's start arrived before the error depends on timing; never a whole segment.
+  expect([after.status, after.stderr]).toEqual([4, cold.stderr]);
+  expect(after.bytes).toBeLessThanOrEqual(source.length);
+  expect(await requestRecord(server, nameOf(segment(1)))).toMatchObject({ result: 'damaged', exit: 4, cache: 'miss' });
+  await fetchOk(server, segment(0));
 });
 
 it('opens nothing more for a client that went away: the chain ends after the decode under way', async () => {

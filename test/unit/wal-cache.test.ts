@@ -79,13 +79,19 @@ describe('WalCache budget', () => {
 });
 
 describe('WalCache LRU', () => {
-  it('evicts the least recently used entries, just enough of them', () => {
+  it('evicts the least recently used entries, just enough of them, served ones before those read ahead and not yet asked for', () => {
     const cache = new WalCache(100);
     for (const key of ['a', 'b', 'c']) put(cache, key, 30);
+    cache.acquire('b')!.release();
     cache.acquire('a')!.release();
     expect(put(cache, 'd', 30)).toBe(true);
     expect(['a', 'b', 'c', 'd'].filter((k) => cache.has(k))).toEqual(['a', 'c', 'd']);
     expect(cache.heldBytes).toBe(90);
+    expect(put(cache, 'e', 30)).toBe(true);
+    expect(['a', 'c', 'd', 'e'].filter((k) => cache.has(k))).toEqual(['c', 'd', 'e']);
+    // Nothing served is left: the oldest of those read ahead goes.
+    expect(put(cache, 'f', 30)).toBe(true);
+    expect(['c', 'd', 'e', 'f'].filter((k) => cache.has(k))).toEqual(['d', 'e', 'f']);
   });
 
   it('never evicts an entry being streamed', () => {
@@ -105,5 +111,91 @@ describe('WalCache LRU', () => {
     put(cache, 'a', 50);
     cache.clear();
     expect([cache.entries, cache.heldBytes]).toEqual([0, 0]);
+  });
+});
+
+describe('WalCache blocks (whole segments decoded into one block of memory)', () => {
+  /** Reserves a block of `bytes` and stores it under `key`; returns the block decoded into, and whether it was a spare. */
+  function putBlock(cache: WalCache, key: string, bytes: number): { memory: SharedArrayBuffer; reused: boolean } | undefined {
+    const reservation = cache.reserveBlock(bytes);
+    if (!reservation) return undefined;
+    const memory = reservation.memory ?? new SharedArrayBuffer(bytes);
+    reservation.commit(key, { ...wal(bytes), chunks: [Buffer.from(memory)], memory });
+    return { memory, reused: reservation.memory !== undefined };
+  }
+
+  it('decodes into the block of the entry it evicts, not into new memory', () => {
+    const cache = new WalCache(100);
+    const a = putBlock(cache, 'a', 40)!;
+    const b = putBlock(cache, 'b', 40)!;
+    expect([a.reused, b.reused]).toEqual([false, false]);
+    const c = putBlock(cache, 'c', 40)!;
+    expect(c).toEqual({ memory: a.memory, reused: true });
+    expect(['a', 'b', 'c'].filter((k) => cache.has(k))).toEqual(['b', 'c']);
+    expect([cache.cachedBytes, cache.spareBytes, cache.heldBytes]).toEqual([80, 0, 80]);
+  });
+
+  it('keeps the block of a dropped entry as a spare, counted, and hands it to the next reservation of its size', () => {
+    const cache = new WalCache(100);
+    const a = putBlock(cache, 'a', 40)!;
+    cache.drop('a');
+    expect([cache.cachedBytes, cache.spareBytes, cache.heldBytes]).toEqual([0, 40, 40]);
+    expect(putBlock(cache, 'b', 40)).toEqual({ memory: a.memory, reused: true });
+    expect([cache.spareBytes, cache.heldBytes]).toEqual([0, 40]);
+  });
+
+  it('gives a block back only once its last stream is done, and never one a stream may still read', () => {
+    const cache = new WalCache(100);
+    const a = putBlock(cache, 'a', 40)!;
+    const first = cache.acquire('a')!;
+    const second = cache.acquire('a')!;
+    cache.drop('a');
+    first.release();
+    expect(cache.spareBytes).toBe(0);
+    // The second transfer failed with a chunk of it still inside ssh2.
+    second.release(false);
+    expect([cache.spareBytes, cache.heldBytes]).toEqual([0, 0]);
+    const b = putBlock(cache, 'b', 40)!;
+    expect(b.reused).toBe(false);
+    expect(b.memory).not.toBe(a.memory);
+  });
+
+  it('lets a reservation that was not committed go: a stopped decode may still be writing its block', () => {
+    const cache = new WalCache(100);
+    putBlock(cache, 'a', 40);
+    cache.drop('a');
+    const reservation = cache.reserveBlock(40)!;
+    expect(reservation.memory).toBeDefined();
+    reservation.release();
+    expect([cache.spareBytes, cache.heldBytes]).toEqual([0, 0]);
+    expect(putBlock(cache, 'b', 40)!.reused).toBe(false);
+  });
+
+  it('lets spares go before any entry when room is needed, and spares of another size before entries for a block', () => {
+    const cache = new WalCache(100);
+    putBlock(cache, 'a', 30);
+    putBlock(cache, 'b', 30);
+    putBlock(cache, 'c', 30);
+    cache.drop('a');
+    expect(put(cache, 'd', 30)).toBe(true);
+    expect([cache.spareBytes, cache.heldBytes]).toEqual([0, 90]);
+    expect(['b', 'c', 'd'].every((k) => cache.has(k))).toBe(true);
+    cache.drop('b');
+    const e = putBlock(cache, 'e', 40)!;
+    expect(e.reused).toBe(false);
+    expect(['c', 'd', 'e'].every((k) => cache.has(k))).toBe(true);
+    expect([cache.spareBytes, cache.heldBytes]).toEqual([0, 100]);
+  });
+
+  it('refuses a block when every entry is streamed, and clear() lets every block go', () => {
+    const cache = new WalCache(100);
+    putBlock(cache, 'a', 50);
+    putBlock(cache, 'b', 50);
+    const streams = [cache.acquire('a')!, cache.acquire('b')!];
+    expect(cache.reserveBlock(50)).toBeUndefined();
+    streams.forEach((s) => s.release());
+    cache.drop('a');
+    cache.clear();
+    expect([cache.entries, cache.spareBytes, cache.heldBytes]).toEqual([0, 0, 0]);
   });
 });

@@ -134,33 +134,44 @@ describe('zstd worker pool', () => {
   });
 });
 
-describe('zstd worker decoding a file itself, lending its chunks (a transfer)', () => {
-  let dir: string;
-  const patterned = (seed: number) => Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * seed + (i >> 12)) % 251));
+/**
+ * 3 MiB files of patterned bytes, zstd-compressed, in a directory of the
+ * calling describe block's own: `dir()` once its beforeAll has run.
+ */
+function compressedFiles(prefix: string, seeds: Record<string, number>) {
+  let made = '';
   const files = new Map<string, Buffer>();
+  const patterned = (seed: number) => Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * seed + (i >> 12)) % 251));
   beforeAll(async () => {
-    dir = await mkdtemp(join(tmpdir(), 'walhub-lend-'));
-    for (const [name, seed] of [['a', 7], ['b', 11], ['c', 13]] as const) {
+    made = await mkdtemp(join(tmpdir(), prefix));
+    for (const [name, seed] of Object.entries(seeds)) {
       const original = patterned(seed);
       files.set(name, original);
-      await writeFile(join(dir, name), compress(original));
+      await writeFile(join(made, name), compress(original));
     }
   });
-  afterAll(() => rm(dir, { recursive: true, force: true }));
+  afterAll(() => rm(made, { recursive: true, force: true }));
+  return { dir: () => made, files };
+}
+
+/** A pool of one worker of its own, so that lanes made and reused are the test's. */
+async function withOwnPool(test: (own: ZstdWorkerPool) => Promise<void>): Promise<void> {
+  const own = new ZstdWorkerPool(new URL('../../dist/archive/zstd-worker.js', import.meta.url), 1);
+  try {
+    await test(own);
+  } finally {
+    await own.close();
+  }
+}
+
+const lanesMade = (own: ZstdWorkerPool) => (own as unknown as { workers: { nextLane: number }[] }).workers[0]!.nextLane - 1;
+
+describe('zstd worker decoding a file itself, lending its chunks (a transfer)', () => {
+  const { dir, files } = compressedFiles('walhub-lend-', { a: 7, b: 11, c: 13 });
 
   const hashOf = (bytes: Buffer) => createHash('sha256').update(bytes).digest('hex');
-  /** A pool of one worker of its own, so that lanes made and reused are this test's. */
-  const withOwnPool = async (test: (own: ZstdWorkerPool) => Promise<void>) => {
-    const own = new ZstdWorkerPool(new URL('../../dist/archive/zstd-worker.js', import.meta.url), 1);
-    try {
-      await test(own);
-    } finally {
-      await own.close();
-    }
-  };
-  const lanesMade = (own: ZstdWorkerPool) => (own as unknown as { workers: { nextLane: number }[] }).workers[0]!.nextLane - 1;
   const openLending = async (own: ZstdWorkerPool, name: string) =>
-    (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(await open(join(dir, name)));
+    (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(await open(join(dir(), name)));
   /** Reads every chunk, giving each back once hashed, as a transfer's sink does once ssh2 has copied it. */
   const drainGivingBack = async (decoder: WorkerDecoder) => {
     const hash = createHash('sha256');
@@ -219,7 +230,7 @@ describe('zstd worker decoding a file itself, lending its chunks (a transfer)', 
 
   it('frees its lane when destroyed mid-decode with a read under way and decoded slots still on their way from the worker', () =>
     withOwnPool(async (own) => {
-      const compressed = await readFile(join(dir, 'a'));
+      const compressed = await readFile(join(dir(), 'a'));
       let reads = 0;
       // A slow disk: every read but the first takes 300 ms.
       const slowFile = {
@@ -246,7 +257,7 @@ describe('zstd worker decoding a file itself, lending its chunks (a transfer)', 
   it('turns a read error into the archive read error a transfer reports, not a damaged file', () =>
     withOwnPool(async (own) => {
       // A directory opens, but reading it fails (EISDIR).
-      const decoder = (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(await open(dir));
+      const decoder = (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(await open(dir()));
       const error = await drainGivingBack(decoder).catch((e: unknown) => e);
       expect(error).toBeInstanceOf(WalhubError);
       expect((error as WalhubError).message).toBe('archive read error (EISDIR)');
@@ -254,13 +265,112 @@ describe('zstd worker decoding a file itself, lending its chunks (a transfer)', 
 
   it('closes the file when destroyed', () =>
     withOwnPool(async (own) => {
-      const handle = await open(join(dir, 'a'));
+      const handle = await open(join(dir(), 'a'));
       const decoder = (own.createDecoder(16 * 1024 * 1024) as WorkerDecoder).readFileDirectly(handle);
       const iterator = (decoder as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
       await iterator.next();
       decoder.destroy();
       await new Promise((resolve) => decoder.once('close', resolve));
       expect(handle.fd).toBe(-1);
+    }));
+});
+
+describe('zstd worker decoding a whole file into one block (readahead)', () => {
+  const { dir, files } = compressedFiles('walhub-whole-', { a: 7, b: 11 });
+
+  const streamsOpen = (own: ZstdWorkerPool) => (own as unknown as { workers: { streams: Map<number, unknown> }[] }).workers[0]!.streams.size;
+  /** decodeWholeFile on `name`, the decoder destroyed after, as readahead does; the file is the caller's to close. */
+  const decodeWhole = async (own: ZstdWorkerPool, name: string, into: SharedArrayBuffer | number, waitTurn?: () => Promise<void> | undefined) => {
+    const handle = await open(join(dir(), name));
+    const decoder = own.createDecoder(16 * 1024 * 1024) as WorkerDecoder;
+    try {
+      return await decoder.decodeWholeFile(handle, into, waitTurn);
+    } finally {
+      decoder.destroy();
+      await handle.close();
+    }
+  };
+
+  it('decodes byte for byte into a block of shared memory of the size asked, and reuses its lane', () =>
+    withOwnPool(async (own) => {
+      for (const name of ['a', 'b', 'a']) {
+        const decoded = await decodeWhole(own, name, 4 << 20);
+        expect(decoded.buffer).toBeInstanceOf(SharedArrayBuffer);
+        expect(decoded.buffer.byteLength).toBe(4 << 20);
+        expect(decoded.length).toBe(3 << 20);
+        expect(decoded.equals(files.get(name)!)).toBe(true);
+      }
+      expect(lanesMade(own)).toBe(1);
+      expect(streamsOpen(own)).toBe(0);
+    }));
+
+  it('decodes into the block it is given, over what it held, and hands back that very block', () =>
+    withOwnPool(async (own) => {
+      const block = new SharedArrayBuffer(3 << 20);
+      Buffer.from(block).fill(0xee);
+      const decoded = await decodeWhole(own, 'b', block);
+      expect(Buffer.from(block).equals(files.get('b')!)).toBe(true);
+      // The same memory, not a copy of it.
+      decoded[0] = 0x55;
+      expect(Buffer.from(block)[0]).toBe(0x55);
+    }));
+
+  it('refuses a file that decodes past its block, and the next decode gets the lane', () =>
+    withOwnPool(async (own) => {
+      await expect(decodeWhole(own, 'a', (3 << 20) - 1)).rejects.toThrow(`the file decodes to more than ${(3 << 20) - 1} bytes`);
+      expect((await decodeWhole(own, 'b', 3 << 20)).equals(files.get('b')!)).toBe(true);
+      expect(lanesMade(own)).toBe(1);
+    }));
+
+  it('reads nothing while its turn is not given, then decodes it all', () =>
+    withOwnPool(async (own) => {
+      const handle = await open(join(dir(), 'a'));
+      let reads = 0;
+      const counting = new Proxy(handle, {
+        get: (target, key) => (key === 'read' ? (...args: Parameters<FileHandle['read']>) => (reads++, target.read(...args)) : Reflect.get(target, key)),
+      });
+      let giveTurn!: () => void;
+      const turn = new Promise<void>((resolve) => (giveTurn = resolve));
+      let open_ = true;
+      const decoder = own.createDecoder(16 * 1024 * 1024) as WorkerDecoder;
+      const decoded = decoder.decodeWholeFile(counting, 3 << 20, () => (open_ ? turn : undefined));
+      await new Promise((r) => setTimeout(r, 200));
+      expect(reads).toBe(0);
+      open_ = false;
+      giveTurn();
+      expect((await decoded).equals(files.get('a')!)).toBe(true);
+      expect(reads).toBeGreaterThan(1);
+      decoder.destroy();
+      await handle.close();
+    }));
+
+  it('rejects when destroyed mid-decode, leaves the file open for its caller, and frees its stream', () =>
+    withOwnPool(async (own) => {
+      const handle = await open(join(dir(), 'a'));
+      const decoder = own.createDecoder(16 * 1024 * 1024) as WorkerDecoder;
+      let turns = 0;
+      // The second read waits: the decode is under way when it is stopped.
+      const decoded = decoder.decodeWholeFile(handle, 3 << 20, () => (turns++ === 1 ? new Promise((r) => setTimeout(r, 300)) : undefined));
+      await new Promise((r) => setTimeout(r, 50));
+      decoder.destroy(new Error('readahead stopped'));
+      await expect(decoded).rejects.toThrow('readahead stopped');
+      expect(handle.fd).not.toBe(-1);
+      await new Promise((r) => setTimeout(r, 400));
+      expect(streamsOpen(own)).toBe(0);
+      await handle.close();
+      expect((await decodeWhole(own, 'b', 3 << 20)).equals(files.get('b')!)).toBe(true);
+      expect(lanesMade(own)).toBe(1);
+    }));
+
+  it('turns a read error into the archive read error', () =>
+    withOwnPool(async (own) => {
+      const handle = await open(dir());
+      const decoder = own.createDecoder(16 * 1024 * 1024) as WorkerDecoder;
+      const error = await decoder.decodeWholeFile(handle, 3 << 20).catch((e: unknown) => e);
+      decoder.destroy();
+      await handle.close();
+      expect(error).toBeInstanceOf(WalhubError);
+      expect((error as WalhubError).message).toBe('archive read error (EISDIR)');
     }));
 });
 
