@@ -4,6 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from 'pino';
 import { isWalhubError } from '../errors.js';
+import { collectGarbageSoon } from './collect-garbage.js';
 import type { DecoderTable } from './compression.js';
 import { isSameFile, readFileIdentity } from './file-identity.js';
 import type { ArchiveLimits } from './limits.js';
@@ -216,7 +217,11 @@ export class Readahead {
       reservation = wholeDecoder
         ? this.cache.reserveBlock(chain.segmentSize)
         : this.cache.reserve(chain.segmentSize + chain.segmentSize / RESERVE_SLACK_DIVISOR);
-      if (!reservation) return { outcome: 'no_room', file: opened.relative };
+      if (!reservation) {
+        // Blocks that stuck channels held may be free by now, waiting only for the collector.
+        if (this.cache.retainedBytes > 0) collectGarbageSoon();
+        return { outcome: 'no_room', file: opened.relative };
+      }
       const before = await readFileIdentity(opened.handle, opened.relative);
       const mustYield = () => this.waiting === 0 && this.isBusy();
       let decoded: { readonly chunks: Buffer[]; readonly length: number; readonly held: number; readonly memory?: SharedArrayBuffer };

@@ -52,8 +52,8 @@ interface Slot {
 /**
  * The one cache of decoded segments, shared by every connection. `heldBytes`
  * counts everything its chunks keep in memory: the entries, the room reserved
- * for decodes under way, dropped entries still being streamed, and spare
- * blocks. It never passes `capacity`: room is made by evicting the least
+ * for decodes under way, dropped entries still being streamed, spare
+ * blocks, and blocks that may still be read (retainedBytes). It never passes `capacity`: room is made by evicting the least
  * recently used entry nobody is streaming (served ones first, see evictOne),
  * and a reservation that cannot be made is refused.
  */
@@ -71,6 +71,19 @@ export class WalCache {
    */
   private readonly spares: SharedArrayBuffer[] = [];
   private spare = 0;
+  /**
+   * Blocks let go while a view of them may still be referenced: a transfer
+   * that failed with a chunk inside ssh2, which keeps the rest of a write the
+   * client's window did not take for as long as the channel lives (a client
+   * that stops reading can keep it open). Each holds a whole segment, so each
+   * stays counted in `held` until the collector has freed it: otherwise every
+   * stuck channel would make the cache decode into 16 MiB more, past its budget.
+   */
+  private readonly retainedBlocks = new FinalizationRegistry<number>((bytes) => {
+    this.retained -= bytes;
+    this.held -= bytes;
+  });
+  private retained = 0;
 
   constructor(readonly capacity: number) {}
 
@@ -91,6 +104,11 @@ export class WalCache {
   /** Bytes of blocks kept to decode into. */
   get spareBytes(): number {
     return this.spare;
+  }
+
+  /** Bytes of blocks let go with a view of them possibly still out, until they are collected. */
+  get retainedBytes(): number {
+    return this.retained;
   }
 
   get entries(): number {
@@ -192,14 +210,20 @@ export class WalCache {
     while (this.discardSpare());
   }
 
-  /** A dropped entry nobody streams any more: its block is kept as a spare when it has one that nobody can still read. */
+  /**
+   * A dropped entry nobody streams any more: its block is kept as a spare
+   * when nobody can still read it, else counted until it is collected.
+   */
   private letGo(slot: Slot): void {
-    const { memory } = slot.wal;
-    if (memory && !slot.tainted && memory.byteLength === slot.wal.bytes) {
-      this.spares.push(memory);
-      this.spare += memory.byteLength;
+    const { memory, bytes } = slot.wal;
+    if (!memory || memory.byteLength !== bytes) {
+      this.held -= bytes;
+    } else if (slot.tainted) {
+      this.retained += bytes;
+      this.retainedBlocks.register(memory, bytes);
     } else {
-      this.held -= slot.wal.bytes;
+      this.spares.push(memory);
+      this.spare += bytes;
     }
   }
 

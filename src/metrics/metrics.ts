@@ -108,7 +108,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   if (readahead) {
     new Gauge({
       name: 'walhub_cache_bytes',
-      help: 'Memory held by the readahead cache: decoded segments cached, reserved for the decode under way, and spare (blocks of dropped segments kept to decode into).',
+      help: 'Memory held by the readahead cache: decoded segments cached, reserved for the decode under way, spare (blocks of dropped segments kept to decode into), and retained (blocks a failed transfer may still hold, until collected).',
       labelNames: ['state'],
       registers: [registry],
       collect() {
@@ -116,6 +116,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
         this.set({ state: 'cached' }, cache.cachedBytes);
         this.set({ state: 'decoding' }, cache.reservedBytes);
         this.set({ state: 'spare' }, cache.spareBytes);
+        this.set({ state: 'retained' }, cache.retainedBytes);
       },
     });
     const counted = new Map<string, number>();

@@ -84,7 +84,7 @@ it('stays within its budget under six servers read ahead at once, by its own cou
   const scraper = (async () => {
     while (scraping) {
       const text = await (await fetch(on.metricsUrl)).text();
-      maxHeld = Math.max(maxHeld, gauge(text, 'cached') + gauge(text, 'decoding') + gauge(text, 'spare'));
+      maxHeld = Math.max(maxHeld, gauge(text, 'cached') + gauge(text, 'decoding') + gauge(text, 'spare') + gauge(text, 'retained'));
       await new Promise((r) => setTimeout(r, 25));
     }
   })();

@@ -1,0 +1,25 @@
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
+
+/** At most one collection this often: each stops the event loop for a few milliseconds. */
+const MIN_INTERVAL_MS = 5_000;
+
+let collect: (() => void) | undefined;
+let lastAt = -Infinity;
+
+/**
+ * A full collection on this thread, soon, unless one was asked for in the
+ * last few seconds: for memory that only the collector frees and that is
+ * needed back now (cache blocks a channel held until it closed, see
+ * WalCache.retainedBytes). V8 alone would wait until its own heap grows,
+ * which on an idle hub can take a long time.
+ */
+export function collectGarbageSoon(now = Date.now()): void {
+  if (now - lastAt < MIN_INTERVAL_MS) return;
+  lastAt = now;
+  if (!collect) {
+    setFlagsFromString('--expose-gc');
+    collect = runInNewContext('gc') as () => void;
+  }
+  setImmediate(collect);
+}
