@@ -321,7 +321,8 @@ async function decodeWhole(
   const stop = () => decoder.destroy(signal.reason as Error);
   signal.addEventListener('abort', stop, { once: true });
   try {
-    const waitTurn = () => (mustYield() ? waitWhile(mustYield, signal) : undefined);
+    // A decoder destroyed meanwhile (a worker error) stops waiting at once: its lane is let go after the wait.
+    const waitTurn = () => (mustYield() ? waitWhile(() => mustYield() && !decoder.destroyed, signal) : undefined);
     return await decoder.decodeWholeFile(handle, into, waitTurn);
   } finally {
     signal.removeEventListener('abort', stop);

@@ -34,7 +34,8 @@ export type FromWorker =
   | { readonly type: 'output'; readonly id: number; readonly slot: number; readonly length: number }
   | { readonly type: 'done'; readonly id: number }
   | { readonly type: 'decoded'; readonly id: number; readonly memory: SharedArrayBuffer; readonly length: number }
-  | { readonly type: 'error'; readonly id: number; readonly message: string };
+  /** `hub`: the hub's own failure (no memory), not the file's. */
+  | { readonly type: 'error'; readonly id: number; readonly message: string; readonly hub?: true };
 
 /** Compressed input a stream may have handed over: two of the file stream's chunks, one decoding while the next is read. */
 const INPUT_SLOTS = 2;
@@ -307,7 +308,7 @@ export class WorkerDecoder extends Duplex {
     } else {
       this.workerDone = true;
       this.releaseWhenUnused();
-      this.destroy(new Error(message.message));
+      this.destroy(message.hub ? new WalhubError('UNAVAILABLE', message.message) : new Error(message.message));
     }
   }
 

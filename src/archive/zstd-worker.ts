@@ -108,9 +108,9 @@ port.on('message', (message: ToWorker) => {
       const memory = message.memory ?? new SharedArrayBuffer(message.capacity);
       stream.whole = { memory, into: Buffer.from(memory), written: 0 };
     } catch (error) {
-      // Out of memory: that readahead fails, the thread and its other streams go on.
+      // Out of memory: that readahead fails, as the hub's failure, not the file's; the thread and its other streams go on.
       streams.delete(id);
-      post({ type: 'error', id, message: (error as Error).message });
+      post({ type: 'error', id, message: `no memory for a segment read ahead (${(error as Error).message})`, hub: true });
     }
     return;
   }

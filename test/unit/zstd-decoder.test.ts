@@ -322,6 +322,16 @@ describe('zstd worker decoding a whole file into one block (readahead)', () => {
       expect(lanesMade(own)).toBe(1);
     }));
 
+  it("reports memory it cannot allocate as the hub's failure, not the file's, and the next decode works", () =>
+    withOwnPool(async (own) => {
+      const error = await decodeWhole(own, 'a', 2 ** 52).catch((e: unknown) => e);
+      expect(error).toBeInstanceOf(WalhubError);
+      expect((error as WalhubError).code).toBe('UNAVAILABLE');
+      expect((error as WalhubError).message).toMatch(/^no memory for a segment read ahead \(.+\)$/);
+      expect((await decodeWhole(own, 'b', 3 << 20)).equals(files.get('b')!)).toBe(true);
+      expect(streamsOpen(own)).toBe(0);
+    }));
+
   it('reads nothing while its turn is not given, then decodes it all', () =>
     withOwnPool(async (own) => {
       const handle = await open(join(dir(), 'a'));
