@@ -163,6 +163,8 @@ export class Readahead {
 
   private async follow(chain: Chain): Promise<void> {
     let wal = chain.from;
+    // This chain's segments between the one served and the one decoded: room is never made by dropping them.
+    const ahead = new Set<string>();
     for (let step = 0; step < this.options.depth; step++) {
       // A client gone gets no more work done for it; one that asked for another
       // segment since has a newer chain queued, from where it is now.
@@ -170,19 +172,20 @@ export class Readahead {
       const next = nextSegment(wal, chain.segmentSize);
       if (!next) return;
       wal = next;
-      if (this.cache.has(toKey(chain.serverDir, next.name))) continue;
-      if ((await this.decode(chain, next)) !== 'cached') return;
+      const key = toKey(chain.serverDir, next.name);
+      if (!this.cache.has(key) && (await this.decode(chain, next, ahead)) !== 'cached') return;
+      ahead.add(key);
     }
   }
 
-  private async decode(chain: Chain, wal: WalName): Promise<ReadaheadOutcome> {
+  private async decode(chain: Chain, wal: WalName, keep: ReadonlySet<string>): Promise<ReadaheadOutcome> {
     const key = toKey(chain.serverDir, wal.name);
     const startedAt = Date.now();
     let settle!: () => void;
     this.current = { key, done: new Promise((resolve) => (settle = resolve)) };
     let result: DecodeResult;
     try {
-      result = await this.decodeInto(chain, wal, key);
+      result = await this.decodeInto(chain, wal, key, keep);
     } finally {
       this.current = undefined;
       settle();
@@ -206,7 +209,7 @@ export class Readahead {
     return outcome;
   }
 
-  private async decodeInto(chain: Chain, wal: WalName, key: string): Promise<DecodeResult> {
+  private async decodeInto(chain: Chain, wal: WalName, key: string, keep: ReadonlySet<string>): Promise<DecodeResult> {
     let reservation: Reservation | undefined;
     let opened: OpenedWal | undefined;
     let failedStage: number | undefined;
@@ -215,8 +218,8 @@ export class Readahead {
       opened = await openWal(chain.serverDir, wal, false, this.options.decoders, this.options.limits, { autoClose: false });
       const wholeDecoder = opened.decoder instanceof WorkerDecoder && opened.verifier instanceof WalVerifier ? opened.decoder : undefined;
       reservation = wholeDecoder
-        ? this.cache.reserveBlock(chain.segmentSize)
-        : this.cache.reserve(chain.segmentSize + chain.segmentSize / RESERVE_SLACK_DIVISOR);
+        ? this.cache.reserveBlock(chain.segmentSize, keep)
+        : this.cache.reserve(chain.segmentSize + chain.segmentSize / RESERVE_SLACK_DIVISOR, keep);
       if (!reservation) {
         // Blocks that stuck channels held may be free by now, waiting only for the collector.
         if (this.cache.retainedBytes > 0) collectGarbageSoon();

@@ -119,8 +119,13 @@ export class WalCache {
     return this.slots.has(key);
   }
 
-  reserve(bytes: number): Reservation | undefined {
-    if (!this.makeRoom(bytes)) return undefined;
+  /**
+   * Room for `bytes`, made by evicting as needed, never the entries in
+   * `keep` (a chain's segments read ahead and not yet asked for: dropping
+   * the next one to read a later one would only make the standby wait).
+   */
+  reserve(bytes: number, keep?: ReadonlySet<string>): Reservation | undefined {
+    if (!this.makeRoom(bytes, keep)) return undefined;
     return this.reservation(bytes);
   }
 
@@ -129,7 +134,7 @@ export class WalCache {
    * reservation then carries it. Evicts as reserve does, but takes the
    * block of an evicted entry as soon as there is one.
    */
-  reserveBlock(bytes: number): Reservation | undefined {
+  reserveBlock(bytes: number, keep?: ReadonlySet<string>): Reservation | undefined {
     if (bytes > this.capacity) return undefined;
     for (;;) {
       const index = this.spares.findIndex((block) => block.byteLength === bytes);
@@ -141,7 +146,7 @@ export class WalCache {
       }
       if (this.held + bytes <= this.capacity) return this.reservation(bytes);
       // Spares left now are of another size: of no use here, they go before any entry does.
-      if (!this.discardSpare() && !this.evictOne()) return undefined;
+      if (!this.discardSpare() && !this.evictOne(keep)) return undefined;
     }
   }
 
@@ -227,10 +232,10 @@ export class WalCache {
     }
   }
 
-  private makeRoom(bytes: number): boolean {
+  private makeRoom(bytes: number, keep?: ReadonlySet<string>): boolean {
     if (bytes > this.capacity) return false;
     while (this.held + bytes > this.capacity) {
-      if (!this.discardSpare() && !this.evictOne()) return false;
+      if (!this.discardSpare() && !this.evictOne(keep)) return false;
     }
     return true;
   }
@@ -241,12 +246,13 @@ export class WalCache {
    * what its standby asks for next, while one served is asked for again only
    * by a standby further behind. (Recency alone would evict first the next
    * segment of the very chain that is making room, as serving a segment makes
-   * it the most recently used.) False when nothing can be dropped.
+   * it the most recently used.) Never one in `keep`. False when nothing can
+   * be dropped.
    */
-  private evictOne(): boolean {
+  private evictOne(keep?: ReadonlySet<string>): boolean {
     let unserved: string | undefined;
     for (const [key, slot] of this.slots) {
-      if (slot.pins > 0) continue;
+      if (slot.pins > 0 || keep?.has(key)) continue;
       if (!slot.served) {
         unserved ??= key;
         continue;

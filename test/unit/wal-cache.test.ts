@@ -108,6 +108,19 @@ describe('WalCache LRU', () => {
     streaming.release();
   });
 
+  it("never evicts an entry it is told to keep (the chain's next segments), for a reservation or a block", () => {
+    const cache = new WalCache(100);
+    put(cache, 'next', 40);
+    put(cache, 'after', 40);
+    const keep = new Set(['next', 'after']);
+    expect(cache.reserve(40, keep)).toBeUndefined();
+    expect(cache.reserveBlock(40, keep)).toBeUndefined();
+    expect([cache.has('next'), cache.has('after')]).toEqual([true, true]);
+    // Another chain may still make room with them.
+    expect(put(cache, 'other', 40)).toBe(true);
+    expect(cache.has('next')).toBe(false);
+  });
+
   it('clears every entry', () => {
     const cache = new WalCache(100);
     put(cache, 'a', 50);
