@@ -34,7 +34,7 @@ export interface PinnedWal {
   /**
    * Done streaming. `reusable`: false when some of its chunks may still be
    * read by someone (a transfer that failed with a chunk inside ssh2): its
-   * block is then never written again, and goes to the collector instead.
+   * block is then never written again, and stays counted until collected.
    */
   release(reusable?: boolean): void;
 }
@@ -53,9 +53,10 @@ interface Slot {
  * The one cache of decoded segments, shared by every connection. `heldBytes`
  * counts everything its chunks keep in memory: the entries, the room reserved
  * for decodes under way, dropped entries still being streamed, spare
- * blocks, and blocks that may still be read (retainedBytes). It never passes `capacity`: room is made by evicting the least
- * recently used entry nobody is streaming (served ones first, see evictOne),
- * and a reservation that cannot be made is refused.
+ * blocks, and blocks that may still be read (retainedBytes). It never
+ * passes `capacity`: room is made by evicting the least recently used entry
+ * nobody is streaming (served ones first, see evictOne) and the caller does
+ * not keep, and a reservation that cannot be made is refused.
  */
 export class WalCache {
   /** Insertion order is recency: the first entry is the least recently used. */
