@@ -7,6 +7,15 @@ const MIN_INTERVAL_MS = 5_000;
 let collect: (() => void) | undefined;
 let lastAt = -Infinity;
 
+/** V8's full collection for this thread, which Node exposes only behind a flag. */
+export function fullCollection(): () => void {
+  if (!collect) {
+    setFlagsFromString('--expose-gc');
+    collect = runInNewContext('gc') as () => void;
+  }
+  return collect;
+}
+
 /**
  * A full collection on this thread, soon, unless one was asked for in the
  * last few seconds: for memory that only the collector frees and that is
@@ -17,9 +26,5 @@ let lastAt = -Infinity;
 export function collectGarbageSoon(now = Date.now()): void {
   if (now - lastAt < MIN_INTERVAL_MS) return;
   lastAt = now;
-  if (!collect) {
-    setFlagsFromString('--expose-gc');
-    collect = runInNewContext('gc') as () => void;
-  }
-  setImmediate(collect);
+  setImmediate(fullCollection());
 }

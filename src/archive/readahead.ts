@@ -58,7 +58,7 @@ const YIELD_POLL_MS = 10;
  */
 const RESERVE_SLACK_DIVISOR = 32;
 
-/** A whole-segment entry is served in views this large, as the worker's transfers send its slots. */
+/** A whole-segment entry is served in views this large: each a write of its own to the channel. */
 const CACHED_CHUNK = 512 * 1024;
 
 class TooLarge extends Error {}
@@ -355,10 +355,7 @@ class YieldGate extends Transform {
 
   override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback): void {
     if (!this.mustYield()) return callback(null, chunk);
-    const wait = async () => {
-      while (this.mustYield()) await sleep(YIELD_POLL_MS, undefined, { signal: this.signal });
-    };
-    wait().then(() => callback(null, chunk), callback);
+    waitWhile(this.mustYield, this.signal).then(() => callback(null, chunk), callback);
   }
 }
 

@@ -9,10 +9,9 @@
  * per stream, so it leaves no garbage for its own collector (which seldom
  * runs here) to pile up, and decodes only into slots the reader has given back.
  */
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { parentPort } from 'node:worker_threads';
 import binding from 'zstd-napi/binding.js';
+import { fullCollection } from './collect-garbage.js';
 import { ZstdStep } from './zstd-step.js';
 import type { FromWorker, ToWorker } from './zstd-worker-pool.js';
 
@@ -38,8 +37,7 @@ const port = parentPort!;
  * of outside memory had piled up. Collecting this small heap takes about a
  * millisecond, on this thread.
  */
-setFlagsFromString('--expose-gc');
-const collect = runInNewContext('gc') as () => void;
+const collect = fullCollection();
 let collectQueued = false;
 /**
  * Collects once the messages queued now are handled (a burst of ended

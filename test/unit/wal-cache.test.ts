@@ -1,7 +1,6 @@
-import { setFlagsFromString } from 'node:v8';
-import { runInNewContext } from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import type { FileIdentity } from '../../src/archive/file-identity.js';
+import { fullCollection } from '../../src/archive/collect-garbage.js';
 import { WalCache, type CachedWal } from '../../src/archive/wal-cache.js';
 
 const identity: FileIdentity = { relative: 'wals/x', dev: 1n, ino: 2n, size: 3n, mtimeNs: 4n, ctimeNs: 5n };
@@ -195,7 +194,7 @@ describe('WalCache blocks (whole segments decoded into one block of memory)', ()
     streaming.release();
     expect(stuck.length).toBe(10);
     stuck = undefined;
-    const collect = collector();
+    const collect = fullCollection();
     for (let i = 0; i < 50 && cache.retainedBytes > 0; i++) {
       collect();
       await new Promise((resolve) => setTimeout(resolve, 10));
@@ -243,9 +242,3 @@ describe('WalCache blocks (whole segments decoded into one block of memory)', ()
     expect([cache.entries, cache.spareBytes, cache.heldBytes]).toEqual([0, 0, 0]);
   });
 });
-
-/** A full collection on demand, as walhub's collect-garbage.ts gets it. */
-function collector(): () => void {
-  setFlagsFromString('--expose-gc');
-  return runInNewContext('gc') as () => void;
-}
