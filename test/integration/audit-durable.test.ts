@@ -16,6 +16,9 @@ import { HISTORY_TEXT, walhub } from '../helpers/walhub-cli.js';
 
 const run = promisify(execFile);
 const SHIPPED_LOGROTATE = new URL('../../etc/logrotate.d/walhub', import.meta.url);
+const SHIPPED_UNIT = new URL('../../systemd/walhub.service', import.meta.url);
+/** The build, as the unit runs it. */
+const AUDIT_LOG_MODULE = new URL('../../dist/audit/audit-log.js', import.meta.url);
 
 let work: string;
 let keyDir: string;
@@ -86,6 +89,22 @@ describe('a durable audit log', () => {
     expect((await stat(join(work, 'new-log-dir'))).mode & 0o777).toBe(0o750);
     // Written before record() returned: the line is in the file now.
     expect(await readFile(path, 'utf8')).toMatch(/^\{"event":"connect","time":"[^"]+","conn":"c1","remote":"127\.0\.0\.1:1"\}\n$/);
+  });
+
+  it('keeps those modes under the shipped systemd unit\'s UMask', async () => {
+    const unit = await readFile(SHIPPED_UNIT, 'utf8');
+    const mask = /^UMask=([0-7]{3,4})$/m.exec(unit)?.[1];
+    expect(mask, 'systemd/walhub.service sets UMask').toBeDefined();
+    const path = join(work, 'unit-umask', 'log-dir', 'audit.log');
+    // A process of its own: the umask is process-wide, and this one is the unit's.
+    const script = `process.umask(0o${mask});
+      const { createAuditLog } = await import(${JSON.stringify(AUDIT_LOG_MODULE.href)});
+      const audit = createAuditLog(${JSON.stringify(path)});
+      audit.record('connect', { conn: 'c1', remote: '127.0.0.1:1' });
+      await audit.flush();`;
+    await run(process.execPath, ['--input-type=module', '-e', script]);
+    expect(((await stat(path)).mode & 0o777).toString(8)).toBe('640');
+    expect(((await stat(join(work, 'unit-umask', 'log-dir'))).mode & 0o777).toString(8)).toBe('750');
   });
 });
 
