@@ -69,7 +69,7 @@ export function createMetrics(sources: MetricsSources): Metrics {
   });
   const authFailures = new Counter({
     name: 'walhub_auth_failures_total',
-    help: 'Refused authentication attempts, by reason.',
+    help: 'Refused logins, by reason; rate_limited: those past the audit log\'s limit of 5 records per address in 10 s.',
     labelNames: ['reason'],
     registers: [registry],
   });
@@ -154,7 +154,10 @@ export function createMetrics(sources: MetricsSources): Metrics {
       if (typeof fields.ms === 'number') duration.observe(fields.ms / 1000);
       if (fields.cache === 'hit' || fields.cache === 'miss') cacheRequests.inc({ result: fields.cache });
     } else if (event === 'auth' && fields.result === 'refused') {
-      authFailures.inc({ reason: toAuthFailureReason(fields.reason) });
+      // Past its rate limit an address's refusals get one summary record, which
+      // carries how many there were: each counts, so a flood shows as one.
+      if (typeof fields.suppressed === 'number' && fields.suppressed > 0) authFailures.inc({ reason: 'rate_limited' }, fields.suppressed);
+      else authFailures.inc({ reason: toAuthFailureReason(fields.reason) });
     }
   };
   return { consume, registry };
