@@ -29,7 +29,16 @@ export interface SinkProgress {
 
 /** The client took nothing for `stall_timeout` while walhub had bytes for it. */
 export class TransferStalled extends Error {
-  constructor(ms: number) {
+  constructor(
+    ms: number,
+    /**
+     * The channel still holds part of a write: what the client's SSH window did
+     * not take. ssh2 keeps it (and the memory it is a view of, a cached
+     * segment's whole block) for as long as the channel lives, and a client
+     * that never confirms the channel's close keeps it alive with its connection.
+     */
+    readonly leftInChannel: boolean,
+  ) {
     super(`stalled: no data taken for ${Math.round(ms / 1000)} s`);
     this.name = 'TransferStalled';
   }
@@ -61,6 +70,8 @@ export function createChannelSink(
   let progressAt = Date.now();
   let lastTaken = outlet.taken();
   let waitingSince: number | undefined;
+  /** A write handed to the channel whose callback has not come: the channel holds (part of) it. */
+  let inChannel = false;
 
   const settle = () => {
     const taken = outlet.taken();
@@ -82,7 +93,7 @@ export function createChannelSink(
   const watchdog = setInterval(() => {
     settle();
     if (waitingSince !== undefined && Date.now() - Math.max(progressAt, waitingSince) >= options.stallMs) {
-      stall.abort(new TransferStalled(options.stallMs));
+      stall.abort(new TransferStalled(options.stallMs, inChannel));
     }
   }, Math.min(1000, options.stallMs / 4)).unref();
 
@@ -95,9 +106,11 @@ export function createChannelSink(
         const start = outlet.written();
         // Done when the channel has taken the chunk on (sent it within the SSH
         // window), not merely queued it: at most one chunk waits in the channel.
+        inChannel = true;
         await new Promise<void>((resolve, reject) =>
           outlet.batched(() => out.write(chunk, (error) => (error ? reject(error) : resolve()))),
         );
+        inChannel = false;
         // ssh2 has copied it into its packets by now.
         giveBack(chunk);
         pending.push({ start, end: outlet.written(), bytes: chunk.length });

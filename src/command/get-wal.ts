@@ -139,17 +139,29 @@ async function sendFromCache(
   // memory may be decoded into again once it is dropped, but only when every
   // view was given back, none left inside ssh2 by a transfer that failed.
   let lentOut = 0;
-  function* lentViews(chunks: readonly Buffer[]): Generator<Buffer> {
-    for (const chunk of chunks) {
+  // Lets go of the entry's chunk list once it ends or fails: a write stuck in
+  // ssh2 keeps this stream reachable, and the list is the whole segment (for
+  // every compression but zstd, a list of separate buffers the cache no longer counts).
+  let chunks: readonly Buffer[] | undefined = hit.wal.chunks;
+  let next = 0;
+  const source = new Readable({
+    read() {
+      const chunk = chunks?.[next++];
+      if (!chunk) return void this.push(null);
       lentOut++;
-      yield lend(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), () => lentOut--);
-    }
-  }
+      this.push(lend(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), () => lentOut--));
+    },
+    destroy(error, callback) {
+      chunks = undefined;
+      callback(error);
+    },
+  });
   try {
     transfer.compression = hit.wal.compression;
     transfer.file = hit.wal.identity.relative;
-    await pump({ stages: [Readable.from(lentViews(hit.wal.chunks), { objectMode: false })] }, io, transfer, stallMs);
+    await pump({ stages: [source] }, io, transfer, stallMs);
   } finally {
+    chunks = undefined;
     hit.release(lentOut === 0);
   }
   return hit.wal.segmentSize;

@@ -16,6 +16,8 @@ export interface Outcome extends Transfer {
   message?: string;
   /** An error that is not walhub's own: for the program log, never the client. */
   internal?: unknown;
+  /** Set when the connection must be ended after this request, and why (the disconnect record's reason). */
+  endConnection?: string;
 }
 
 /**
@@ -36,8 +38,17 @@ export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: I
     if (io.signal.aborted) return { ...transfer, exit: undefined, result: 'aborted', ...names(request) };
     // The client is still there but takes nothing: it gets exit 5 (retry) if it
     // ever reads again; the audit says it was cut off, and why.
+    // A stall that leaves data inside the channel also ends the connection, which
+    // is the only way to make ssh2 let go of that data (see TransferStalled).
     if (error instanceof TransferStalled) {
-      return { ...transfer, exit: exitStatus('UNAVAILABLE', fatal), result: 'aborted', message: error.message, ...names(request) };
+      return {
+        ...transfer,
+        exit: exitStatus('UNAVAILABLE', fatal),
+        result: 'aborted',
+        message: error.message,
+        ...names(request),
+        ...(error.leftInChannel ? { endConnection: 'a stalled transfer left data in its channel' } : {}),
+      };
     }
     const known = isWalhubError(error);
     const code = known ? error.code : 'UNAVAILABLE';

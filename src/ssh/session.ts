@@ -87,6 +87,10 @@ async function serve(channel: ServerChannel, command: string, conn: Connection, 
     channel.exit(outcome.exit);
     channel.end();
   }
+  if (outcome.endConnection !== undefined) {
+    conn.closeReason ??= outcome.endConnection;
+    conn.end();
+  }
   if (outcome.internal) conn.log.error({ err: outcome.internal, command: toLoggable(command, MAX_COMMAND_LENGTH_IN_AUDIT) }, 'request failed');
 }
 
