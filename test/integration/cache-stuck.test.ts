@@ -74,13 +74,16 @@ describe.each<Codec>(['zstd', 'gzip'])('stalled cache hits, %s', (codec) => {
   it('ends the connection of each stall, stays within the budget, and keeps the room for the other standbys', async () => {
     const pid = hub.process.pid!;
     const [first] = SERVERS;
+    // The first fetch's chain reads segment 1 ahead, perhaps before the loop's
+    // first fetch; a chain finding it cached already logs nothing.
+    const sinceFirst = hub.logLines.length;
     await fetchOk(first, segments.get(first)![0]!);
     const baseline = await rssMiB(pid);
     let stalls = 0;
     for (const server of SERVERS) {
       const list = segments.get(server)!;
       for (let i = 1; i < list.length; i++) {
-        const since = hub.logLines.length;
+        const since = server === first && i === 1 ? sinceFirst : hub.logLines.length;
         await fetchOk(server, list[i - 1]!);
         // The chain's one segment: cached, or no room for it.
         await hub.waitForLog((l) => l.msg === 'readahead' && l.wal === list[i]!.name && l.server === server && hub.logLines.indexOf(l) >= since, 30_000);
