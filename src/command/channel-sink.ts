@@ -33,15 +33,26 @@ export class TransferStalled extends Error {
     ms: number,
     /**
      * The channel still holds part of a write: what the client's SSH window did
-     * not take. ssh2 keeps it (and the memory it is a view of, a cached
-     * segment's whole block) for as long as the channel lives, and a client
-     * that never confirms the channel's close keeps it alive with its connection.
+     * not take, or its stale rest (keepsChunk). ssh2 keeps it (and the memory
+     * it is a view of, a cached segment's whole block) for as long as the
+     * channel lives, and a client that never confirms the channel's close
+     * keeps it alive with its connection.
      */
     readonly leftInChannel: boolean,
   ) {
     super(`stalled: no data taken for ${Math.round(ms / 1000)} s`);
     this.name = 'TransferStalled';
   }
+}
+
+/**
+ * ssh2 1.17 keeps the rest of a partly sent write in `channel._chunk`, and
+ * does not clear it once the rest has gone (Channel.js, server.js): until its
+ * next partial write, the channel still holds a view of memory walhub lent
+ * (a cached segment's whole block) though the write's callback has come.
+ */
+function keepsChunk(out: Writable): boolean {
+  return (out as unknown as { _chunk?: unknown })._chunk != null;
 }
 
 /**
@@ -76,8 +87,9 @@ export function createChannelSink(
   const settle = () => {
     const taken = outlet.taken();
     // Any byte of our packets taken is progress: a slow reader is not a stalled one,
-    // even while a whole 64 KiB chunk takes it minutes.
-    if (taken > lastTaken && pending.length > 0 && taken > pending[0]!.start) progressAt = Date.now();
+    // even while a whole chunk takes it minutes. That includes a chunk still
+    // in the channel, whose packets ssh2 writes as the client's window opens.
+    if (taken > lastTaken && (inChannel || (pending.length > 0 && taken > pending[0]!.start))) progressAt = Date.now();
     lastTaken = taken;
     while (pending.length > 0 && pending[0]!.end <= taken) progress.bytes += pending.shift()!.bytes;
   };
@@ -93,7 +105,7 @@ export function createChannelSink(
   const watchdog = setInterval(() => {
     settle();
     if (waitingSince !== undefined && Date.now() - Math.max(progressAt, waitingSince) >= options.stallMs) {
-      stall.abort(new TransferStalled(options.stallMs, inChannel));
+      stall.abort(new TransferStalled(options.stallMs, inChannel || keepsChunk(out)));
     }
   }, Math.min(1000, options.stallMs / 4)).unref();
 

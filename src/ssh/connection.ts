@@ -106,7 +106,8 @@ export class Connection implements Outlet {
   armIdle(ms: number): void {
     this.idleMs = ms;
     this.clearIdle();
-    if (this.commandsRunning > 0) return;
+    // A command that ends after its connection closed must not arm a timer for it.
+    if (this.commandsRunning > 0 || this.closed.aborted) return;
     this.idle = setTimeout(() => {
       this.closeReason = 'idle timeout';
       this.end();
