@@ -36,10 +36,10 @@ export async function runCommand(command: string, key: KeyEntry, hub: Hub, io: I
     // Only a parsed request can ask for --fatal-errors: an unknown option is exit 2 as usual.
     const fatal = request?.fatalErrors ?? false;
     if (io.signal.aborted) return { ...transfer, exit: undefined, result: 'aborted', ...names(request) };
-    // The client is still there but takes nothing: it gets exit 5 (retry) if it
-    // ever reads again; the audit says it was cut off, and why.
-    // A stall that leaves data inside the channel also ends the connection, which
-    // is the only way to make ssh2 let go of that data (see TransferStalled).
+    // The client is still there but takes nothing: the audit says it was cut
+    // off, and why; it gets exit 5 (retry) if it ever reads again. A stall that
+    // leaves data inside the channel also ends the connection (its ssh then
+    // exits 255), which is the only way to make ssh2 let go of that data.
     if (error instanceof TransferStalled) {
       return {
         ...transfer,
