@@ -139,9 +139,9 @@ async function sendFromCache(
   // memory may be decoded into again once it is dropped, but only when every
   // view was given back, none left inside ssh2 by a transfer that failed.
   let lentOut = 0;
-  // Lets go of the entry's chunk list once it ends or fails: a write stuck in
-  // ssh2 keeps this stream reachable, and the list is the whole segment (for
-  // every compression but zstd, a list of separate buffers the cache no longer counts).
+  // The list is let go of once the transfer ends or fails (finally, below): a
+  // write stuck in ssh2 keeps this stream reachable, and the list is the whole
+  // segment (for every compression but zstd, buffers the cache no longer counts).
   let chunks: readonly Buffer[] | undefined = hit.wal.chunks;
   let next = 0;
   const source = new Readable({
@@ -150,10 +150,6 @@ async function sendFromCache(
       if (!chunk) return void this.push(null);
       lentOut++;
       this.push(lend(Buffer.from(chunk.buffer, chunk.byteOffset, chunk.length), () => lentOut--));
-    },
-    destroy(error, callback) {
-      chunks = undefined;
-      callback(error);
     },
   });
   try {
