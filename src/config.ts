@@ -84,6 +84,8 @@ export interface CacheSettings {
   readonly memory: number;
   /** segments decoded ahead of the one a standby was just sent. */
   readonly readahead: number;
+  /** take all of `memory` at start, as blocks to decode zstd segments into (see WalCache.preallocate). */
+  readonly preallocate: boolean;
 }
 
 export interface Config {
@@ -155,7 +157,7 @@ export const DEFAULT_LIMITS: Limits = Object.freeze({
 
 export const DEFAULT_PROXY: ProxySettings = Object.freeze({ trusted: Object.freeze([]), drainTime: 5_000 });
 
-export const DEFAULT_CACHE: CacheSettings = Object.freeze({ memory: 256 * MIB, readahead: 4 });
+export const DEFAULT_CACHE: CacheSettings = Object.freeze({ memory: 256 * MIB, readahead: 4, preallocate: false });
 /** Far beyond any useful readahead; the budget, not this, bounds memory. */
 const MAX_READAHEAD = 64;
 /** Above what a 64-bit host would sensibly give a WAL cache; a typo like "256GiB" is refused, not allocated on demand. */
@@ -168,7 +170,7 @@ type Table = Record<string, unknown>;
 
 const TOP_KEYS = ['listen', 'user', 'host_keys', 'authorized_keys', 'archive', 'audit_log', 'servers', 'limits', 'fips_algorithms', 'metrics', 'proxy', 'cache'];
 const PROXY_KEYS = ['trusted', 'drain_time'];
-const CACHE_KEYS = ['memory', 'readahead'];
+const CACHE_KEYS = ['memory', 'readahead', 'preallocate'];
 type LimitKind = 'duration' | 'count' | 'startups' | 'ipv6-prefix' | 'penalty' | 'window' | 'segment';
 const LIMIT_KEYS: Record<string, { field: keyof Limits; kind: LimitKind }> = {
   login_grace_time: { field: 'loginGraceTime', kind: 'duration' },
@@ -367,7 +369,7 @@ function parseCache(value: unknown, fail: Fail): CacheSettings {
     return DEFAULT_CACHE;
   }
   for (const key of Object.keys(value)) if (!CACHE_KEYS.includes(key)) fail(`cache.${key}`, `unknown key (expected one of ${CACHE_KEYS.join(', ')})`);
-  let { memory, readahead } = DEFAULT_CACHE;
+  let { memory, readahead, preallocate } = DEFAULT_CACHE;
   if (value.memory !== undefined) {
     const parsed = parseSize(value.memory);
     if (parsed === undefined || parsed > MAX_CACHE_MEMORY) fail('cache.memory', 'expected a size like "256MiB" or "1GiB", up to 64GiB, or 0 to turn the cache off');
@@ -379,7 +381,11 @@ function parseCache(value: unknown, fail: Fail): CacheSettings {
       fail('cache.readahead', `expected a whole number of segments from 0 (off) to ${MAX_READAHEAD}`);
     } else readahead = parsed;
   }
-  return Object.freeze({ memory, readahead });
+  if (value.preallocate !== undefined) {
+    if (typeof value.preallocate !== 'boolean') fail('cache.preallocate', 'expected true or false');
+    else preallocate = value.preallocate;
+  }
+  return Object.freeze({ memory, readahead, preallocate });
 }
 
 function isTable(value: unknown): value is Table {

@@ -210,6 +210,30 @@ export class WalCache {
     if (slot.pins === 0) this.letGo(slot);
   }
 
+  /**
+   * Fills the room left with spare blocks of `blockBytes`, each written once
+   * now: the kernel hands out a page on its first write, and on some virtual
+   * machines that costs about as much as sending it (3.5 ms per MiB on the
+   * bench machine), so a hub that just started would otherwise pay it on the
+   * request path for its first `capacity` worth of zstd segments. Spares of
+   * another size give way as soon as a decode needs room (reserveBlock,
+   * makeRoom), so a wrong guess costs nothing once the hub is running.
+   * Holds at most `upTo` bytes in all. Returns how many blocks were added.
+   */
+  preallocate(blockBytes: number, upTo = this.capacity): number {
+    const limit = Math.min(upTo, this.capacity);
+    let added = 0;
+    while (blockBytes > 0 && this.held + blockBytes <= limit) {
+      const block = new SharedArrayBuffer(blockBytes);
+      new Uint8Array(block).fill(0);
+      this.spares.push(block);
+      this.spare += blockBytes;
+      this.held += blockBytes;
+      added++;
+    }
+    return added;
+  }
+
   /** Drops every entry and lets every block go. */
   clear(): void {
     for (const key of [...this.slots.keys()]) this.drop(key);

@@ -3,6 +3,7 @@ import { availableParallelism } from 'node:os';
 import { dirname } from 'node:path';
 import { createAuditLog, type AuditConsumer } from '../audit/audit-log.js';
 import { createDecoderTable } from '../archive/compression.js';
+import { preallocateCache } from '../archive/preallocate.js';
 import { Readahead } from '../archive/readahead.js';
 import { WalCache } from '../archive/wal-cache.js';
 import { ZstdWorkerPool } from '../archive/zstd-worker-pool.js';
@@ -78,19 +79,21 @@ export async function runServe(args: string[]): Promise<CliResult> {
     const decoders = createDecoderTable(undefined, pool);
     for (const reason of decoders.missing.values()) log.info(reason);
     const transfers = createTransferCounts();
-    const { memory, readahead: depth } = config.cache;
-    const readahead =
-      memory > 0 && depth > 0
-        ? new Readahead({
-            cache: new WalCache(memory),
-            depth,
-            decoders,
-            limits: config.limits,
-            requestsActive: () => ({ all: transfers.active, fromArchive: transfers.fromArchive }),
-            busyAt: Math.max(1, availableParallelism()),
-            log,
-          })
-        : undefined;
+    const { memory, readahead: depth, preallocate } = config.cache;
+    const cache = memory > 0 && depth > 0 ? new WalCache(memory) : undefined;
+    // Before listening: the first requests then find memory already handed out.
+    if (cache && preallocate) preallocateCache(cache, log);
+    const readahead = cache
+      ? new Readahead({
+          cache,
+          depth,
+          decoders,
+          limits: config.limits,
+          requestsActive: () => ({ all: transfers.active, fromArchive: transfers.fromArchive }),
+          busyAt: Math.max(1, availableParallelism()),
+          log,
+        })
+      : undefined;
     const hub: Hub = { config, decoders, transfers, ...(readahead ? { readahead } : {}) };
     const consumers: AuditConsumer[] = [];
     let server: RunningServer | undefined;

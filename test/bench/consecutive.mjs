@@ -78,6 +78,9 @@ export async function benchConsecutive(ctx) {
       walhubVariant('walhub-warm', `walhub, ${cacheOn}, warm: ${ctx.fillNames.length} other segments served first`, { name: 'consecutive-warm', cache: ctx.cacheOn }, ctx.fillNames),
     );
   }
+  if (ctx.cachePreallocated) {
+    variants.push(walhubVariant('walhub-prealloc', 'walhub, cache on, [cache] preallocate = true', { name: 'consecutive-prealloc', cache: ctx.cachePreallocated }));
+  }
   // Without a cache in the build, a cache-off row would repeat the row above.
   if (ctx.cacheKnown) variants.push(walhubVariant('walhub-nocache', 'walhub, cache off ([cache] memory = 0)', { name: 'consecutive-nocache', cache: ctx.cacheOff }));
   if (ctx.sshd) {
@@ -143,6 +146,7 @@ export async function benchConsecutive(ctx) {
       walhubCacheVsSshdCat: ratio('walhub-cache', 'sshd-cat'),
       walhubCacheVsSshdZstd: ratio('walhub-cache', 'sshd-zstd'),
       walhubWarmVsSshdCat: ratio('walhub-warm', 'sshd-cat'),
+      walhubPreallocatedVsSshdCat: ratio('walhub-prealloc', 'sshd-cat'),
       walhubNoCacheVsSshdCat: ratio('walhub-nocache', 'sshd-cat'),
       walhubWarmVsSshdCatGcm: ratio('walhub-warm', 'sshd-cat-gcm'),
       sshdZstdVsSshdCat: ratio('sshd-zstd', 'sshd-cat'),
@@ -176,6 +180,7 @@ function report(r) {
     [`walhub cache on / sshd cat${r.cacheKnown ? '' : ' (cache not in this build)'}`, x(r.ratios.walhubCacheVsSshdCat), `<= ${goal.toFixed(2)}x`, verdict(r.ratios.walhubCacheVsSshdCat, goal)],
     ['  for reference: walhub cache on / sshd zstd -dc', x(r.ratios.walhubCacheVsSshdZstd), '', ''],
     ['walhub cache on, warm hub / sshd cat', x(r.ratios.walhubWarmVsSshdCat), `<= ${goal.toFixed(2)}x`, verdict(r.ratios.walhubWarmVsSshdCat, goal)],
+    ['walhub cache on, fresh hub, preallocate = true / sshd cat', x(r.ratios.walhubPreallocatedVsSshdCat), `<= ${goal.toFixed(2)}x`, verdict(r.ratios.walhubPreallocatedVsSshdCat, goal)],
     ['  for reference: walhub cache on, warm hub / sshd cat, both aes128-gcm', x(r.ratios.walhubWarmVsSshdCatGcm), '', ''],
     ['  for reference: walhub cache off / sshd cat', x(r.ratios.walhubNoCacheVsSshdCat), '', ''],
     ['  for reference: sshd zstd -dc / sshd cat', x(r.ratios.sshdZstdVsSshdCat), '', ''],

@@ -86,6 +86,7 @@ export async function benchFetch(ctx) {
     const rss = await measureRss(ctx, key, streams, { name: 'rss-nocache', cache: ctx.cacheOff });
     const rssSparse = await measureRss(ctx, key, Array(CONCURRENT_STREAMS).fill(ctx.sparse.name), { name: 'rss-nocache', cache: ctx.cacheOff });
     const rssCache = await measureRss(ctx, key, streams, { name: 'rss-cache', cache: ctx.cacheOn });
+    const rssPreallocated = ctx.cachePreallocated ? await measureRss(ctx, key, streams, { name: 'rss-cache-preallocated', cache: ctx.cachePreallocated }) : undefined;
     const stats = Object.fromEntries(variants.map((v) => [v.id, { label: v.label, ...summarize(times[v.id]), samples: times[v.id] }]));
     const ratio = (x, y) => (stats[x] && stats[y] ? stats[x].median / stats[y].median : undefined);
     const results = {
@@ -95,10 +96,11 @@ export async function benchFetch(ctx) {
       variants: stats,
       ratios: { fresh: ratio('a', 'c'), coldMultiplexed: ratio('b', 'd') },
       cacheKnown: ctx.cacheKnown,
-      cache: { cold: coldCache, rssCache: rssCache.cache },
+      cache: { cold: coldCache, rssCache: rssCache.cache, ...(rssPreallocated ? { rssPreallocated: rssPreallocated.cache } : {}) },
       rss,
       rssSparse: { ...rssSparse, segment: ctx.sparse },
       rssCache: { ...rssCache, budgetMiB: ctx.cacheBudgetMiB },
+      ...(rssPreallocated ? { rssPreallocated } : {}),
       walhubCpuMsPerFetch: cpuPerFetch,
       profile,
       algorithms,
@@ -190,7 +192,7 @@ function report(r) {
   for (const [id, s] of Object.entries(r.variants)) rows.push([`${id}  ${s.label}`, ms(s.median), ms(s.p90), ms(s.min), ms(s.max)]);
   const t = FETCH_TARGETS;
   const x = (v) => (v === undefined ? 'n/a' : `${fixed(v, 2)}x`);
-  const { rss, rssSparse, rssCache } = r;
+  const { rss, rssSparse, rssCache, rssPreallocated } = r;
   const rssVerdict = (m, limit = t.rssMiB) => (m.failed ? 'MISS' : verdict(m.peakRssMiB, limit - 1e-9));
   const cacheLimit = rssCache.budgetMiB + t.rssMiB;
   const sparseLabel = `${fixed(rssSparse.segment.zstdBytes / 1024)} KiB stored`;
@@ -206,6 +208,7 @@ function report(r) {
       `< ${cacheLimit} MiB`,
       rssVerdict(rssCache, cacheLimit),
     ],
+    ...(rssPreallocated ? [['  same, [cache] preallocate = true (g)', `${fixed(rssPreallocated.peakRssMiB)} MiB`, `< ${cacheLimit} MiB`, rssVerdict(rssPreallocated, cacheLimit)]] : []),
   ];
   const prof = [['variant', 'first byte', 'rest of file', 'rate after first byte']];
   for (const [id, p] of Object.entries(r.profile)) prof.push([`${id}  ${r.variants[id].label}`, ms(p.ttfbMs), ms(p.afterFirstByteMs), `${fixed(p.mibPerS, 0)} MiB/s`]);
@@ -222,12 +225,17 @@ function report(r) {
     formatTable(rows),
     '',
     formatTable(targets),
-    ...[rss, rssSparse, rssCache].filter((m) => m.failed).map((m) => `  ${m.failed} of ${m.streams} concurrent fetches failed: ${m.failures.join('; ')}`),
+    ...[rss, rssSparse, rssCache, ...(rssPreallocated ? [rssPreallocated] : [])].filter((m) => m.failed).map((m) => `  ${m.failed} of ${m.streams} concurrent fetches failed: ${m.failures.join('; ')}`),
     `  RSS runs: a freshly started walhub each, default limits but per_source_max_startups 32 and max_transfers_per_key 16; VmHWM read ${RSS_SETTLE_MS} ms after the last stream ended.`,
     `  (e): ${rss.streams} different full segments; walhub's RSS was ${fixed(rss.idleRssMiB)} MiB idle after start; the fetches took ${rss.wallMs} ms together.`,
     `  sparse: ${rssSparse.segment.name}, closed early by a WAL switch (as archive_timeout makes them), decodes to 16 MiB.`,
     `  (f): the same ${rssCache.streams} segments as (e), walhub with the cache at its defaults; goal: the cache budget plus ${t.rssMiB} MiB.`,
-    `cache use, from the audit logs: a and b (cold hub): ${describeHits(r.cache.cold)}; (f): ${describeHits(r.cache.rssCache)}`,
+    ...(rssPreallocated
+      ? [`  (g): as (f), with the cache's whole budget taken at start; walhub's RSS was ${fixed(rssPreallocated.idleRssMiB)} MiB idle after start.`]
+      : []),
+    `cache use, from the audit logs: a and b (cold hub): ${describeHits(r.cache.cold)}; (f): ${describeHits(r.cache.rssCache)}${
+      r.cache.rssPreallocated ? `; (g): ${describeHits(r.cache.rssPreallocated)}` : ''
+    }`,
     '',
     'Profile (5 fetches each through a pipe, medians):',
     formatTable(prof),

@@ -17,7 +17,7 @@ const READY = 'database system is ready to accept connections';
 
 /**
  * ctx: { dir, bins, base, names, plain, zstd, key (owned by postgres), sshd?, barmanConf?, skipped: [reasons], reps, barmanReps,
- *        cacheKnown, hubs: { plain, mux, muxNoCache?, muxPlain } }
+ *        cacheKnown, hubs: { plain, mux, muxNoCache?, muxPreallocated?, muxPlain } }
  * Each walhub variant has its own walhub (own audit log, own cache), running for
  * all its runs; the hubs are handed over and stopped here when done.
  */
@@ -44,6 +44,9 @@ export async function benchReplay(ctx) {
     muxVariant('walhub-mux', `walhub, ssh ControlMaster, ${cacheOn}`, hubs.mux, 'pg1'),
     ...(hubs.muxNoCache ? [muxVariant('walhub-mux-nocache', 'walhub, ssh ControlMaster, cache off ([cache] memory = 0)', hubs.muxNoCache, 'pg1')] : []),
     // The same segments stored uncompressed: walhub's transport alone.
+    ...(hubs.muxPreallocated
+      ? [muxVariant('walhub-mux-prealloc', 'walhub, ssh ControlMaster, cache on, [cache] preallocate = true', hubs.muxPreallocated, 'pg1')]
+      : []),
     muxVariant('walhub-mux-plain', `walhub, ssh ControlMaster, uncompressed archive, ${cacheOn}`, hubs.muxPlain, 'pg1plain'),
   ];
   if (ctx.sshd) {
@@ -100,6 +103,7 @@ export async function benchReplay(ctx) {
       walhubMuxVsLocalZstd: stats['walhub-mux'].median / stats['local-zstd'].median,
       walhubMuxNoCacheVsLocalCp: stats['walhub-mux-nocache'] ? stats['walhub-mux-nocache'].median / local : undefined,
       walhubMuxNoCacheVsLocalZstd: stats['walhub-mux-nocache'] ? stats['walhub-mux-nocache'].median / stats['local-zstd'].median : undefined,
+      walhubMuxPreallocatedVsLocalZstd: stats['walhub-mux-prealloc'] ? stats['walhub-mux-prealloc'].median / stats['local-zstd'].median : undefined,
       walhubMuxPlainVsLocalCp: stats['walhub-mux-plain'].median / local,
       sshdCatMuxVsLocalCp: stats['sshd-cat-mux'] ? stats['sshd-cat-mux'].median / local : undefined,
       walhubMuxVsSshdCatMux: stats['sshd-cat-mux'] ? stats['walhub-mux'].median / stats['sshd-cat-mux'].median : undefined,
@@ -161,6 +165,12 @@ function report(r) {
     ['target', 'measured', 'goal', 'result'],
     [`walhub ControlMaster, ${on}, vs local zstd -dc`, x(r.ratios.walhubMuxVsLocalZstd), `<= ${t.muxVsLocalZstd.toFixed(1)}x`, verdict(r.ratios.walhubMuxVsLocalZstd, t.muxVsLocalZstd)],
     [`walhub ControlMaster, ${on}, vs local cp`, x(r.ratios.walhubMuxVsLocalCp), `<= ${t.muxVsLocalCp.toFixed(1)}x`, verdict(r.ratios.walhubMuxVsLocalCp, t.muxVsLocalCp)],
+    [
+      `walhub ControlMaster, ${on}, preallocate = true, vs local zstd -dc`,
+      x(r.ratios.walhubMuxPreallocatedVsLocalZstd),
+      `<= ${t.muxVsLocalZstd.toFixed(1)}x`,
+      verdict(r.ratios.walhubMuxPreallocatedVsLocalZstd, t.muxVsLocalZstd),
+    ],
     ['  for reference: cache off vs local zstd -dc', x(r.ratios.walhubMuxNoCacheVsLocalZstd), '', ''],
     ['  for reference: cache off vs local cp', x(r.ratios.walhubMuxNoCacheVsLocalCp), '', ''],
     ['  for reference: uncompressed archive vs local cp', x(r.ratios.walhubMuxPlainVsLocalCp), '', ''],

@@ -40,7 +40,7 @@ import { benchFetch, FETCH_TARGETS } from './fetch.mjs';
 import { describeWarmup, warmMachineMemory } from './memory.mjs';
 import { benchReplay, REPLAY_TARGETS } from './replay.mjs';
 import { findProgram, findUser, fixed, formatTable, isRoot, makeDir, makeTempDir, pgUser, runCleanups, verdict } from './lib.mjs';
-import { buildKnowsCache, CACHE_DEFAULTS, CACHE_OFF, makeClientKey, startSshd, startWalhub } from './servers.mjs';
+import { buildKnowsCache, CACHE_DEFAULTS, CACHE_OFF, CACHE_PREALLOCATED, makeClientKey, startSshd, startWalhub } from './servers.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = join(ROOT, 'test/bench/results/latest.json');
@@ -111,6 +111,9 @@ async function main() {
   // Without a cache in the build, no [cache] table at all: it would be refused as unknown.
   const cacheOn = undefined;
   const cacheOff = cacheKnown ? CACHE_OFF : undefined;
+  // The cache at its defaults, but its memory taken at start (a build without the setting: no such rows).
+  const cachePreallocated =
+    cacheKnown && (await buildKnowsCache(await makeDir(join(dir, 'preallocate-check')), cli, CACHE_PREALLOCATED)) ? CACHE_PREALLOCATED : undefined;
   say(`readahead cache: ${cacheKnown ? `in this build; "cache on" is its defaults (${CACHE_DEFAULTS.memory}, readahead ${CACHE_DEFAULTS.readahead}), "cache off" is [cache] memory = 0` : 'NOT in this build (walhub check refuses [cache]): cache-on variants run walhub as it is'}`);
   progress(`building a WAL archive of at least ${SEGMENTS} segments with PostgreSQL in ${dir}`);
   const archive = await buildArchive(dir, { bins: pg.bins, segments: SEGMENTS });
@@ -179,6 +182,7 @@ async function main() {
     startHub,
     cacheOn,
     cacheOff,
+    cachePreallocated,
     cacheKnown,
     cacheBudgetMiB,
     sshd,
@@ -204,6 +208,7 @@ async function main() {
     cacheKnown,
     cacheOn,
     cacheOff,
+    cachePreallocated,
     startHub,
     walhubKey: fetchKey,
     sshd,
@@ -219,6 +224,7 @@ async function main() {
     plain: await startHub({ name: 'replay-plain', cache: cacheOn }),
     mux: await startHub({ name: 'replay-mux', cache: cacheOn }),
     ...(cacheKnown ? { muxNoCache: await startHub({ name: 'replay-mux-nocache', cache: cacheOff }) } : {}),
+    ...(cachePreallocated ? { muxPreallocated: await startHub({ name: 'replay-mux-prealloc', cache: cachePreallocated }) } : {}),
     muxPlain: await startHub({ name: 'replay-mux-plain', cache: cacheOn }),
   };
   let barmanConf;
@@ -283,11 +289,28 @@ function issue8Targets({ cacheKnown, fetch, consecutive, replay }) {
     ...(consecutive.ratios.walhubWarmVsSshdCat !== undefined
       ? [{ target: '  same, a warm hub (served other segments first) (2)', measured: consecutive.ratios.walhubWarmVsSshdCat, goal: CONSECUTIVE_TARGETS.walhubVsSshdCat, show: x }]
       : []),
+    ...(consecutive.ratios.walhubPreallocatedVsSshdCat !== undefined
+      ? [{ target: '  same, a fresh hub with [cache] preallocate = true (2)', measured: consecutive.ratios.walhubPreallocatedVsSshdCat, goal: CONSECUTIVE_TARGETS.walhubVsSshdCat, show: x }]
+      : []),
     { target: 'single cold fetch, ControlMaster: walhub / sshd + zstd -dc (1 b/d)', measured: fetch.ratios.coldMultiplexed, goal: FETCH_TARGETS.coldMuxRatio, show: x },
     { target: `replay, ControlMaster, ${on}: walhub / local zstd -dc (3)`, measured: replay.ratios.walhubMuxVsLocalZstd, goal: REPLAY_TARGETS.muxVsLocalZstd, show: x },
+    ...(replay.ratios.walhubMuxPreallocatedVsLocalZstd !== undefined
+      ? [{ target: '  same, [cache] preallocate = true (3)', measured: replay.ratios.walhubMuxPreallocatedVsLocalZstd, goal: REPLAY_TARGETS.muxVsLocalZstd, show: x }]
+      : []),
     { target: `replay, ControlMaster, ${on}: walhub / local cp (3)`, measured: replay.ratios.walhubMuxVsLocalCp, goal: REPLAY_TARGETS.muxVsLocalCp, show: x },
     { target: 'peak RSS, 16 streams at once, cache off (1 e)', measured: fetch.rss.failed ? NaN : fetch.rss.peakRssMiB, goal: FETCH_TARGETS.rssMiB, show: () => mib(fetch.rss), below: true },
     { target: `peak RSS, 16 streams at once, ${on} (1 f)`, measured: fetch.rssCache.failed ? NaN : fetch.rssCache.peakRssMiB, goal: rssLimitCache, show: () => mib(fetch.rssCache), below: true },
+    ...(fetch.rssPreallocated
+      ? [
+          {
+            target: '  same, [cache] preallocate = true (1 g)',
+            measured: fetch.rssPreallocated.failed ? NaN : fetch.rssPreallocated.peakRssMiB,
+            goal: rssLimitCache,
+            show: () => mib(fetch.rssPreallocated),
+            below: true,
+          },
+        ]
+      : []),
   ];
   const table = [['issue 8 target (benchmark)', 'measured', 'goal', 'result']];
   for (const r of rows) {
@@ -298,6 +321,7 @@ function issue8Targets({ cacheKnown, fetch, consecutive, replay }) {
   const cache = {
     'fetch a+b (cold)': fetch.cache.cold,
     'fetch f (RSS, cache on)': fetch.cache.rssCache,
+    ...(fetch.cache.rssPreallocated ? { 'fetch g (RSS, cache preallocated)': fetch.cache.rssPreallocated } : {}),
     ...Object.fromEntries(Object.entries(consecutive.cache).map(([id, c]) => [`consecutive ${id}`, c])),
     ...Object.fromEntries(Object.entries(replay.cache).map(([id, c]) => [`replay ${id}`, c])),
   };

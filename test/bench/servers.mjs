@@ -19,6 +19,8 @@ export async function makeClientKey(dir, name, owner) {
 
 /** The readahead cache as walhub ships it (issue 8): on by default, 256 MiB, 4 segments ahead. */
 export const CACHE_DEFAULTS = { memory: '256MiB', readahead: 4 };
+/** The defaults, with the whole budget taken at start. */
+export const CACHE_PREALLOCATED = { preallocate: true };
 /** The cache turned off: nothing read ahead, nothing kept, every fetch cold. */
 export const CACHE_OFF = { memory: 0 };
 
@@ -29,24 +31,25 @@ export function cacheToml(cache) {
 }
 
 /**
- * Whether a walhub build knows the `[cache]` table: `walhub check` on a config
- * with the table that turns it off. Resolves true, or false when the build
- * rejects `cache` as an unknown key; any other failure is a broken bench.
+ * Whether a walhub build knows the `[cache]` table with these settings (by
+ * default the table that turns it off): `walhub check` on a config with it.
+ * Resolves true, or false when the build rejects `cache` or one of its keys
+ * as unknown; any other failure is a broken bench.
  */
-export async function buildKnowsCache(dir, cli = CLI) {
+export async function buildKnowsCache(dir, cli = CLI, cache = CACHE_OFF) {
   await makeDir(join(dir, 'archive'));
   await writeFile(join(dir, 'authorized_keys'), '', { mode: 0o600 });
   const config = join(dir, 'walhub.toml');
   await writeFile(
     config,
-    ['user = "walhub"', 'host_keys = ["ssh_host_ed25519_key"]', 'authorized_keys = "authorized_keys"', 'archive = "archive"', 'audit_log = "audit.log"', cacheToml(CACHE_OFF)].join('\n'),
+    ['user = "walhub"', 'host_keys = ["ssh_host_ed25519_key"]', 'authorized_keys = "authorized_keys"', 'archive = "archive"', 'audit_log = "audit.log"', cacheToml(cache)].join('\n'),
   );
   const answer = await run(process.execPath, [cli, 'check', '--config', config]).then(
     () => '',
     (error) => error.message,
   );
   if (answer === '') return true;
-  if (/\bcache: unknown key\b/.test(answer)) return false;
+  if (/\bcache(\.\w+)?: unknown key\b/.test(answer)) return false;
   throw new Error(`walhub check on a config with [cache] failed for another reason: ${answer}`);
 }
 

@@ -28,7 +28,7 @@ describe('parseConfig', () => {
       limits: DEFAULT_LIMITS,
       fipsAlgorithms: false,
       proxy: { trusted: [], drainTime: 5_000 },
-      cache: { memory: 256 * 1024 * 1024, readahead: 4 },
+      cache: { memory: 256 * 1024 * 1024, readahead: 4, preallocate: false },
     });
   });
 
@@ -107,6 +107,7 @@ drain_time = "3s"
 [cache]
 memory = "1GiB"
 readahead = 8
+preallocate = true
 `,
       FILE,
     );
@@ -149,7 +150,7 @@ readahead = 8
       },
       fipsAlgorithms: true,
       proxy: { trusted: ['10.0.0.5', '10.0.9.0/24', '2001:db8::/48'], drainTime: 3_000 },
-      cache: { memory: 1024 * 1024 * 1024, readahead: 8 },
+      cache: { memory: 1024 * 1024 * 1024, readahead: 8, preallocate: true },
     });
   });
 
@@ -174,8 +175,8 @@ readahead = 8
   });
 
   it('takes 0 as the cache turned off, for memory and for readahead', () => {
-    expect(parseConfig('[cache]\nmemory = 0\n', FILE).cache).toEqual({ memory: 0, readahead: 4 });
-    expect(parseConfig('[cache]\nmemory = "0MiB"\nreadahead = 0\n', FILE).cache).toEqual({ memory: 0, readahead: 0 });
+    expect(parseConfig('[cache]\nmemory = 0\n', FILE).cache).toEqual({ memory: 0, readahead: 4, preallocate: false });
+    expect(parseConfig('[cache]\nmemory = "0MiB"\nreadahead = 0\n', FILE).cache).toEqual({ memory: 0, readahead: 0, preallocate: false });
   });
 
   it('returns a frozen object', () => {
@@ -253,7 +254,8 @@ readahead = 8
     ['a drain time in words', '[proxy]\ndrain_time = "a few seconds"', `${FILE}: proxy.drain_time: expected a duration like "5s", up to 10m, or "0s" for none`],
     ['a drain time over ten minutes', '[proxy]\ndrain_time = "11m"', `${FILE}: proxy.drain_time: expected a duration like "5s", up to 10m, or "0s" for none`],
     ['cache that is not a table', 'cache = "256MiB"', `${FILE}: cache: expected a table`],
-    ['an unknown cache key', '[cache]\nsize = "256MiB"', `${FILE}: cache.size: unknown key (expected one of memory, readahead)`],
+    ['an unknown cache key', '[cache]\nsize = "256MiB"', `${FILE}: cache.size: unknown key (expected one of memory, readahead, preallocate)`],
+    ['a preallocate as a string', '[cache]\npreallocate = "yes"', `${FILE}: cache.preallocate: expected true or false`],
     ['a cache memory in words', '[cache]\nmemory = "lots"', `${FILE}: cache.memory: expected a size like "256MiB" or "1GiB", up to 64GiB, or 0 to turn the cache off`],
     ['a cache memory above 64GiB', '[cache]\nmemory = "65GiB"', `${FILE}: cache.memory: expected a size like "256MiB" or "1GiB", up to 64GiB, or 0 to turn the cache off`],
     ['a negative readahead', '[cache]\nreadahead = -1', `${FILE}: cache.readahead: expected a whole number of segments from 0 (off) to 64`],

@@ -1,0 +1,48 @@
+// [cache] preallocate's start-up step: it takes the budget, but never more
+// than half of the memory available, so that a budget set above what the host
+// has cannot make the kernel's OOM killer pick PostgreSQL or Barman at start.
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { expect, it } from 'vitest';
+import { PREALLOCATED_BLOCK_BYTES, preallocateCache, preallocationLimit } from '../../src/archive/preallocate.js';
+import { WalCache } from '../../src/archive/wal-cache.js';
+
+const MIB = 1024 * 1024;
+
+function capturedLog(): { log: pino.Logger; lines: Record<string, unknown>[] } {
+  const lines: Record<string, unknown>[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      lines.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
+      callback();
+    },
+  });
+  return { log: pino(sink), lines };
+}
+
+it('takes the whole budget when at most half of the available memory', () => {
+  expect(preallocationLimit(256 * MIB, 8192 * MIB)).toBe(256 * MIB);
+  expect(preallocationLimit(256 * MIB, 512 * MIB)).toBe(256 * MIB);
+  expect(preallocationLimit(256 * MIB, 300 * MIB)).toBe(150 * MIB);
+});
+
+it('fills the budget with 16 MiB blocks and says so', () => {
+  const cache = new WalCache(40 * MIB);
+  const { log, lines } = capturedLog();
+  preallocateCache(cache, log, 1024 * MIB);
+  expect([cache.spareBytes, cache.heldBytes]).toEqual([32 * MIB, 32 * MIB]);
+  expect(lines).toMatchObject([{ level: 30, msg: 'cache memory preallocated', blocks: 2, bytes: 2 * PREALLOCATED_BLOCK_BYTES }]);
+});
+
+it('takes only half of the memory available, and warns that the rest comes as the cache fills', () => {
+  const cache = new WalCache(256 * MIB);
+  const { log, lines } = capturedLog();
+  preallocateCache(cache, log, 100 * MIB);
+  expect(cache.spareBytes).toBe(48 * MIB);
+  expect(lines).toHaveLength(1);
+  expect(lines[0]).toMatchObject({ level: 40, blocks: 3, memory: 256 * MIB, available: 100 * MIB });
+  expect(lines[0]!.msg).toMatch(/^cache memory preallocated only in part: \[cache\] memory is more than half the memory available/);
+  // The rest of the budget is still the cache's, for decodes into new memory.
+  expect(cache.reserveBlock(16 * MIB)?.memory).toBeDefined();
+  expect(cache.reserve(200 * MIB)).toBeDefined();
+});
