@@ -84,7 +84,7 @@ export interface CacheSettings {
   readonly memory: number;
   /** segments decoded ahead of the one a standby was just sent. */
   readonly readahead: number;
-  /** take all of `memory` at start, as blocks to decode zstd segments into (see WalCache.preallocate). */
+  /** take `memory` at start, as 16 MiB blocks to decode zstd segments into, at most half the memory available (src/archive/preallocate.ts). */
   readonly preallocate: boolean;
 }
 

@@ -1,3 +1,4 @@
+import { collectGarbageSoon } from './collect-garbage.js';
 import type { CompressionName } from './compression.js';
 import type { FileIdentity } from './file-identity.js';
 
@@ -65,8 +66,9 @@ export class WalCache {
   private reserved = 0;
   private cached = 0;
   /**
-   * Blocks of dropped entries nobody reads any more, kept for the next decode
-   * (reserveBlock) and counted in `held`: writing memory the process already
+   * Blocks of dropped entries nobody reads any more, and those preallocate
+   * took at start, kept for the next decode (reserveBlock) and counted in
+   * `held`: writing memory the process already
    * has costs nothing more, while each new segment of it costs the kernel's
    * work of handing out 4096 pages (on the bench machine about 50 ms a segment).
    */
@@ -295,6 +297,9 @@ export class WalCache {
     if (!block) return false;
     this.spare -= block.byteLength;
     this.held -= block.byteLength;
+    // No longer counted, but resident until collected: V8 alone may wait long
+    // (a hub that preallocated 256 MiB and reads gzip ahead ran 64 MiB over).
+    collectGarbageSoon();
     return true;
   }
 }

@@ -81,8 +81,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
     const transfers = createTransferCounts();
     const { memory, readahead: depth, preallocate } = config.cache;
     const cache = memory > 0 && depth > 0 ? new WalCache(memory) : undefined;
-    // Before listening: the first requests then find memory already handed out.
-    if (cache && preallocate) preallocateCache(cache, log);
+    if (!cache && preallocate) log.warn('[cache] preallocate ignored: the cache is off (memory or readahead is 0)');
     const readahead = cache
       ? new Readahead({
           cache,
@@ -111,6 +110,17 @@ export async function runServe(args: string[]): Promise<CliResult> {
       : undefined;
     if (metrics) consumers.push(metrics.consume);
     const audit = createAuditLog(config.auditLog, consumers);
+    // Before the long step below: a reload (SIGHUP) meanwhile must not kill the process, as the signal's default would.
+    process.on('SIGUSR1', () => {
+      log.info({ path: config.auditLog }, 'SIGUSR1: reopening the audit log');
+      audit.reopen();
+    });
+    process.on('SIGHUP', () => {
+      log.info('SIGHUP: re-reading authorized keys');
+      void keys.reload();
+    });
+    // Before listening: the first requests then find memory already handed out.
+    if (cache && preallocate) preallocateCache(cache, log);
     server = await startServer({ hub, keys, hostKeys, audit, log, version: VERSION });
     if (metricsModule && metrics && config.metrics) {
       metricsEndpoint = await metricsModule.startMetricsEndpoint(metrics, config.metrics.listen);
@@ -126,14 +136,6 @@ export async function runServe(args: string[]): Promise<CliResult> {
       }
     }
 
-    process.on('SIGUSR1', () => {
-      log.info({ path: config.auditLog }, 'SIGUSR1: reopening the audit log');
-      audit.reopen();
-    });
-    process.on('SIGHUP', () => {
-      log.info('SIGHUP: re-reading authorized keys');
-      void keys.reload();
-    });
     await new Promise<void>((resolve) => {
       const stop = (signal: string) => {
         log.info({ signal, transfers: hub.transfers.active }, 'stopping');

@@ -23,6 +23,8 @@ export interface HubOptions {
   readonly dir?: string;
   /** Listen on this loopback port instead of port 0: only to come back on the port a stopped hub had. */
   readonly port?: number;
+  /** Called with each program log line as it comes, before startHub returns: to act during start-up. */
+  readonly onLog?: (line: Record<string, unknown>, process: ChildProcess) => void;
 }
 
 export interface Hub extends SshTarget {
@@ -98,6 +100,7 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
       } catch {
         logLines.push({ msg: line });
       }
+      options.onLog?.(logLines.at(-1)!, child);
     }
     for (const wake of waiters) wake();
   });

@@ -16,8 +16,10 @@ function fakeOutlet(): Outlet & { written: () => number; taken: () => number; se
     waitForRoom: async () => undefined,
     waitForProgress: (signal) =>
       new Promise((resolve, reject) => {
-        const timer = setTimeout(resolve, 10);
-        signal.addEventListener('abort', () => (clearTimeout(timer), reject(signal.reason)), { once: true });
+        // Removed once the wait ends, as the real connection does: a long wait would otherwise pile up listeners.
+        const onAbort = () => (clearTimeout(timer), reject(signal.reason));
+        const timer = setTimeout(() => (signal.removeEventListener('abort', onAbort), resolve()), 10);
+        signal.addEventListener('abort', onAbort, { once: true });
       }),
     written: () => written,
     taken: () => taken,
