@@ -8,6 +8,8 @@
 //      and a local copy (issues 3, 8)
 //   4. audit-summary.mjs — walhub audit --summary vs jq over a million request lines (issue 6;
 //      also runs on its own: node test/bench/audit-summary.mjs)
+//   5. fixed-cost.mjs — one request through a ControlMaster with no data: the OpenSSH client
+//      starting alone, walhub and sshd answering a segment that is not archived (issue 8)
 // then the issue 8 targets side by side, and how many requests each walhub
 // served from its cache (from its audit log). Prints a plain-text report and
 // writes it as JSON to test/bench/results/latest.json.
@@ -37,6 +39,7 @@ import { benchAuditSummary } from './audit-summary.mjs';
 import { describeHits } from './cache-hits.mjs';
 import { benchConsecutive, CONSECUTIVE_TARGETS, WINDOW, writeServeScript } from './consecutive.mjs';
 import { benchFetch, FETCH_TARGETS } from './fetch.mjs';
+import { benchFixedCost } from './fixed-cost.mjs';
 import { describeWarmup, warmMachineMemory } from './memory.mjs';
 import { benchReplay, REPLAY_TARGETS } from './replay.mjs';
 import { findProgram, findUser, fixed, formatTable, isRoot, makeDir, makeTempDir, pgUser, runCleanups, verdict } from './lib.mjs';
@@ -253,6 +256,11 @@ async function main() {
   say();
   say(audit.text);
 
+  progress('benchmark 5: fixed cost of a request');
+  const fixedCost = await benchFixedCost({ dir: await makeDir(join(dir, 'fixed-cost')), startHub, cacheOn, walhubKey: fetchKey, sshd, sshdMissing, catKey });
+  say();
+  say(fixedCost.text);
+
   const targets = issue8Targets({ cacheKnown, fetch: fetch.results, consecutive: consecutive.results, replay: replay.results });
   say();
   say(targets.text);
@@ -273,6 +281,7 @@ async function main() {
     consecutive: consecutive.results,
     replay: replay.results,
     audit: audit.results,
+    fixedCost: fixedCost.results,
   };
   await writeFile(RESULTS, `${JSON.stringify(json, null, 2)}\n`);
   say(`results written to ${RESULTS.slice(ROOT.length)}`);
