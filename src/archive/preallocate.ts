@@ -53,7 +53,8 @@ export function availableMemory(probe: MemoryProbe = NODE_PROBE): number {
 export function preallocateCache(cache: WalCache, log: Logger, available = availableMemory()): void {
   const limit = preallocationLimit(cache.capacity, available);
   // Said first: on a slow host this takes seconds, before the hub listens.
-  log.info({ bytes: limit - (limit % PREALLOCATED_BLOCK_BYTES) }, 'preallocating cache memory');
+  const wanted = limit - (limit % PREALLOCATED_BLOCK_BYTES);
+  if (wanted > 0) log.info({ bytes: wanted }, 'preallocating cache memory');
   const started = performance.now();
   let blocks = 0;
   let failure: string | undefined;

@@ -44,6 +44,10 @@ export async function runServe(args: string[]): Promise<CliResult> {
   }
   growHeapForBuffers();
   const log = createProgramLog();
+  // Until the reload handler is installed: a SIGHUP's default action would end the process
+  // (systemd takes that as a clean exit). The keys are read at start, and watched, anyway.
+  const earlyReload = () => log.info('SIGHUP during start-up: nothing to reload yet (the authorized keys are read at start, then watched)');
+  process.on('SIGHUP', earlyReload);
   // A bug must leave its stack in the log before the process goes (systemd restarts it).
   process.on('uncaughtException', (error) => {
     log.fatal({ err: error }, 'internal error, exiting');
@@ -119,6 +123,7 @@ export async function runServe(args: string[]): Promise<CliResult> {
       log.info('SIGHUP: re-reading authorized keys');
       void keys.reload();
     });
+    process.off('SIGHUP', earlyReload);
     // Before listening: the first requests then find memory already handed out.
     if (cache && preallocate) preallocateCache(cache, log);
     server = await startServer({ hub, keys, hostKeys, audit, log, version: VERSION });

@@ -67,16 +67,20 @@ it('decodes the first segments read ahead into the preallocated blocks, and serv
 
 it('stays up through a reload (SIGHUP) sent while it takes its memory, and reloads', async () => {
   // 512 MiB: about 1.3 s on the bench machine, so the signal lands while the blocks are written.
-  let signalled = false;
+  let signalledAt: number | undefined;
   const hub = await startHub({
     extraToml: '[cache]\nmemory = "512MiB"\npreallocate = true\n',
     onLog: (line, child) => {
-      if (line.msg === 'preallocating cache memory' && !signalled) signalled = child.kill('SIGHUP');
+      if (line.msg === 'preallocating cache memory' && signalledAt === undefined && child.kill('SIGHUP')) signalledAt = Date.now();
     },
   });
   try {
-    expect(signalled).toBe(true);
-    expect(hub.logLines.find((l) => l.msg === 'cache memory preallocated')).toMatchObject({ blocks: 32 });
+    expect(signalledAt).toBeDefined();
+    // Only part of it on a host with less than 1 GiB available; either way the line ends the preallocation.
+    const done = hub.logLines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('cache memory preallocated'));
+    expect(done).toMatchObject({ blocks: expect.any(Number) as number });
+    // The signal was sent before the blocks were all written: what this test is about.
+    expect(signalledAt!).toBeLessThan(Date.parse(done!.time as string));
     await hub.waitForLog((l) => l.msg === 'SIGHUP: re-reading authorized keys');
   } finally {
     expect(await hub.stop()).toBe(0);

@@ -241,6 +241,22 @@ describe('authorized_keys reloads on a running server', () => {
     await rmdir(hub.authorizedKeys);
   });
 
+  it('stays up through a SIGHUP sent while it starts (systemctl reload right after start)', async () => {
+    let signalled = false;
+    const early = await startHub({
+      onLog: (line, child) => {
+        if (line.msg === 'host key' && !signalled) signalled = child.kill('SIGHUP');
+      },
+    });
+    try {
+      expect(signalled).toBe(true);
+      // Handled before the reload handler existed, or by it: either way, not the signal's default of ending the process.
+      expect(early.logLines.some((l) => typeof l.msg === 'string' && /^SIGHUP/.test(l.msg))).toBe(true);
+    } finally {
+      expect(await early.stop()).toBe(0);
+    }
+  });
+
   it('skips a bad line, keeps the rest, and re-reads on SIGHUP', async () => {
     await writeFile(hub.authorizedKeys, `servers="*" ${a.publicLine}\nservers="" ${b.publicLine}\n`);
     await hub.waitForLog((l) => typeof l.msg === 'string' && l.msg.endsWith(':2: servers= needs a list of server IDs, or "*"'));
