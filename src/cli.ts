@@ -1,4 +1,6 @@
 #!/usr/bin/env node
+// First: see the module.
+import './no-inspector-signal.js';
 import { runAudit } from './cli/audit.js';
 import { runCheck } from './cli/check.js';
 import type { CliResult } from './cli/options.js';

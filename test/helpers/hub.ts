@@ -36,6 +36,8 @@ export interface Hub extends SshTarget {
   readonly process: ChildProcess;
   /** Program log lines (JSON) seen so far. */
   readonly logLines: Record<string, unknown>[];
+  /** What the program has written to stderr so far. */
+  stderr(): string;
   /** Bytes the program has written to its log (stdout) so far. */
   logBytes(): number;
   /** Audit records written so far (waits briefly for the asynchronous writer). */
@@ -156,6 +158,7 @@ export async function startHub(options: HubOptions = {}): Promise<Hub> {
     port: listening.port as number,
     knownHosts,
     logLines,
+    stderr: () => stderr,
     logBytes: () => logBytes,
     writeKeys,
     async loadKeys(lines) {

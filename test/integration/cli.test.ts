@@ -257,6 +257,24 @@ describe('authorized_keys reloads on a running server', () => {
     }
   });
 
+  it("never opens Node's inspector on a SIGUSR1 (logrotate's reopen) sent while it starts", async () => {
+    let signalled = false;
+    const early = await startHub({
+      onLog: (line, child) => {
+        if (line.msg === 'host key' && !signalled) signalled = child.kill('SIGUSR1');
+      },
+    });
+    try {
+      expect(signalled).toBe(true);
+      // A reopen afterwards: the process is up and its own handler answers.
+      early.process.kill('SIGUSR1');
+      await early.waitForLog((l) => l.msg === 'SIGUSR1: reopening the audit log');
+      expect(early.stderr()).not.toMatch(/Debugger listening/);
+    } finally {
+      expect(await early.stop()).toBe(0);
+    }
+  });
+
   it('skips a bad line, keeps the rest, and re-reads on SIGHUP', async () => {
     await writeFile(hub.authorizedKeys, `servers="*" ${a.publicLine}\nservers="" ${b.publicLine}\n`);
     await hub.waitForLog((l) => typeof l.msg === 'string' && l.msg.endsWith(':2: servers= needs a list of server IDs, or "*"'));
