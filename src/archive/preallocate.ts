@@ -45,7 +45,7 @@ export function availableMemory(probe: MemoryProbe = NODE_PROBE): number {
 }
 
 /**
- * Takes the cache's budget now, one block at a time (WalCache.preallocate),
+ * Takes the cache's budget now, one block at a time (WalCache.addSpare),
  * and says in the program log how much, and how long it took. Never fails
  * the start: this only saves the first requests some time, so a block that
  * cannot be had ends it with a warning, and the rest comes as the cache fills.
@@ -60,7 +60,7 @@ export function preallocateCache(cache: WalCache, log: Logger, available = avail
   let failure: string | undefined;
   while (cache.heldBytes + PREALLOCATED_BLOCK_BYTES <= limit) {
     try {
-      if (cache.preallocate(PREALLOCATED_BLOCK_BYTES, cache.heldBytes + PREALLOCATED_BLOCK_BYTES) === 0) break;
+      if (!cache.addSpare(PREALLOCATED_BLOCK_BYTES)) break;
     } catch (error) {
       failure = (error as Error).message;
       break;

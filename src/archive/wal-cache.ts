@@ -213,27 +213,23 @@ export class WalCache {
   }
 
   /**
-   * Fills the room left with spare blocks of `blockBytes`, each written once
-   * now: the kernel hands out a page on its first write, and on some virtual
-   * machines that costs about as much as sending it (3.5 ms per MiB on the
-   * bench machine), so a hub that just started would otherwise pay it on the
-   * request path for its first `capacity` worth of zstd segments. Spares of
-   * another size give way as soon as a decode needs room (reserveBlock,
-   * makeRoom), so a wrong guess costs nothing once the hub is running.
-   * Holds at most `upTo` bytes in all. Returns how many blocks were added.
+   * One more spare block of `blockBytes`, written once now, if the budget has
+   * room for it (preallocate.ts): the kernel hands out a page on its first
+   * write, and on some virtual machines that costs about as much as sending
+   * it (3.5 ms per MiB on the bench machine), so a hub that just started
+   * would otherwise pay it on the request path for its first `capacity`
+   * worth of zstd segments. Spares of another size give way as soon as a
+   * decode needs room (reserveBlock, makeRoom), so a wrong guess costs
+   * nothing once the hub is running. False when there is no room.
    */
-  preallocate(blockBytes: number, upTo = this.capacity): number {
-    const limit = Math.min(upTo, this.capacity);
-    let added = 0;
-    while (blockBytes > 0 && this.held + blockBytes <= limit) {
-      const block = new SharedArrayBuffer(blockBytes);
-      new Uint8Array(block).fill(0);
-      this.spares.push(block);
-      this.spare += blockBytes;
-      this.held += blockBytes;
-      added++;
-    }
-    return added;
+  addSpare(blockBytes: number): boolean {
+    if (blockBytes <= 0 || this.held + blockBytes > this.capacity) return false;
+    const block = new SharedArrayBuffer(blockBytes);
+    new Uint8Array(block).fill(0);
+    this.spares.push(block);
+    this.spare += blockBytes;
+    this.held += blockBytes;
+    return true;
   }
 
   /** Drops every entry and lets every block go. */

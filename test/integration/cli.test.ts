@@ -241,29 +241,30 @@ describe('authorized_keys reloads on a running server', () => {
     await rmdir(hub.authorizedKeys);
   });
 
-  it('stays up through a SIGHUP sent while it starts (systemctl reload right after start)', async () => {
+  /** A hub sent `signal` on its first log line, while it is still starting; and whether the signal went. */
+  async function signalledWhileStarting(signal: NodeJS.Signals): Promise<{ early: Hub; signalled: boolean }> {
     let signalled = false;
     const early = await startHub({
       onLog: (line, child) => {
-        if (line.msg === 'host key' && !signalled) signalled = child.kill('SIGHUP');
+        if (line.msg === 'host key' && !signalled) signalled = child.kill(signal);
       },
     });
+    return { early, signalled };
+  }
+
+  it('stays up through a SIGHUP sent while it starts (systemctl reload right after start)', async () => {
+    const { early, signalled } = await signalledWhileStarting('SIGHUP');
     try {
       expect(signalled).toBe(true);
       // Handled before the reload handler existed, or by it: either way, not the signal's default of ending the process.
-      expect(early.logLines.some((l) => typeof l.msg === 'string' && /^SIGHUP/.test(l.msg))).toBe(true);
+      await early.waitForLog((l) => typeof l.msg === 'string' && /^SIGHUP/.test(l.msg));
     } finally {
       expect(await early.stop()).toBe(0);
     }
   });
 
   it("never opens Node's inspector on a SIGUSR1 (logrotate's reopen) sent while it starts", async () => {
-    let signalled = false;
-    const early = await startHub({
-      onLog: (line, child) => {
-        if (line.msg === 'host key' && !signalled) signalled = child.kill('SIGUSR1');
-      },
-    });
+    const { early, signalled } = await signalledWhileStarting('SIGUSR1');
     try {
       expect(signalled).toBe(true);
       // A reopen afterwards: the process is up and its own handler answers.

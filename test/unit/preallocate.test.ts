@@ -52,11 +52,11 @@ it('takes only half of the memory available, and warns that the rest comes as th
 
 it('keeps what it could take when memory runs out, and warns instead of failing the start', () => {
   const cache = new WalCache(64 * MIB);
-  const real = cache.preallocate.bind(cache);
+  const real = cache.addSpare.bind(cache);
   let calls = 0;
-  cache.preallocate = (bytes, upTo) => {
+  cache.addSpare = (bytes) => {
     if (++calls === 3) throw new RangeError('Array buffer allocation failed');
-    return real(bytes, upTo);
+    return real(bytes);
   };
   const { log, lines } = capturedLog();
   preallocateCache(cache, log, 1024 * MIB);
