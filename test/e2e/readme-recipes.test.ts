@@ -7,7 +7,7 @@
 // in the line that does without it).
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -70,7 +70,9 @@ const recipes = {
   plain: pickOne(commands, 'plain', (c) => c.startsWith('ssh walhub-backup ') && !c.includes('rc=')),
   barman: pickOne(commands, 'barman-wal-restore', (c) => c.startsWith('barman-wal-restore ')),
   withoutConfig: pickOne(commands, 'self-contained', (c) => c.includes('walhub@backup.example')),
+  fetchAhead: pickOne(commands, 'walhub-restore', (c) => c.startsWith('/usr/local/bin/walhub-restore ')),
 };
+const RESTORE_SCRIPT = fileURLToPath(new URL('../../etc/standby/walhub-restore', import.meta.url));
 
 let osUser: string | undefined;
 let home: string;
@@ -211,6 +213,25 @@ describe('the README recipes, run by a real standby as its own OS user', () => {
     for (const record of await servedRequests(names)) {
       expect(record.command).toMatch(/^barman (?:--config \S+ )?get-wal /);
     }
+    expect(await toTableChecksum(standby!)).toBe(await toTableChecksum(primary!));
+  });
+
+  it('the walhub-restore line replays, each segment fetched once, through the spool in ~/.cache', async () => {
+    // The README has the script copied to /usr/local/bin; the test puts its copy
+    // in the standby user's home instead, and leaves the machine's /usr/local alone.
+    const script = join(home, 'walhub-restore');
+    await copyFile(RESTORE_SCRIPT, script);
+    await chmod(script, 0o755);
+    await useRestoreCommand(recipes.fetchAhead.replace('/usr/local/bin/walhub-restore', script));
+    const before = (await hub!.audit()).length;
+    const names = await replayMore();
+    const requests = (await hub!.audit()).slice(before).filter((r) => r.event === 'request');
+    for (const name of names) {
+      expect(requests.filter((r) => r.wal === name && r.exit === 0), name).toHaveLength(1);
+    }
+    // The spool at its default place, the user's own, mode 0700.
+    const spool = await stat(join(home, '.cache', 'walhub-restore', 'pg1'));
+    expect(spool.mode & 0o777).toBe(0o700);
     expect(await toTableChecksum(standby!)).toBe(await toTableChecksum(primary!));
   });
 
