@@ -5,8 +5,9 @@
 // (cp of the uncompressed files; zstd -dc of the compressed ones). Archive
 // recovery with recovery.signal: when restore_command reports the segment
 // after the last as missing, recovery ends and the server promotes.
-import { appendFile, chown, rm, writeFile } from 'node:fs/promises';
+import { appendFile, chmod, chown, copyFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { clusterConf, SEGMENT_SIZE, toConf } from './archive.mjs';
 import { countCacheHits, describeHits } from './cache-hits.mjs';
 import { findFreePort, fixed, formatTable, makeDir, pgUser, readText, run, sleep, summarize, verdict } from './lib.mjs';
@@ -14,10 +15,12 @@ import { sshArgs, stopMaster } from './servers.mjs';
 
 export const REPLAY_TARGETS = { muxVsLocalZstd: 1.0, muxVsLocalCp: 1.5, barmanVsPlain: 3 };
 const READY = 'database system is ready to accept connections';
+const RESTORE_SCRIPT = fileURLToPath(new URL('../../etc/standby/walhub-restore', import.meta.url));
 
 /**
  * ctx: { dir, bins, base, names, plain, zstd, key (owned by postgres), sshd?, barmanConf?, skipped: [reasons], reps, barmanReps,
- *        cacheKnown, hubs: { plain, mux, muxNoCache?, muxPreallocated?, muxPlain } }
+ *        cacheKnown, hubs: { plain, mux, muxNoCache?, muxPreallocated?, muxPlain, prefetch, muxLink, prefetchLink },
+ *        link: { rate } (the link hubs' traffic shaped) or { missing: why } }
  * Each walhub variant has its own walhub (own audit log, own cache), running for
  * all its runs; the hubs are handed over and stopped here when done.
  */
@@ -48,7 +51,23 @@ export async function benchReplay(ctx) {
       ? [muxVariant('walhub-mux-prealloc', 'walhub, ssh ControlMaster, cache on, [cache] preallocate = true', hubs.muxPreallocated, 'pg1')]
       : []),
     muxVariant('walhub-mux-plain', `walhub, ssh ControlMaster, uncompressed archive, ${cacheOn}`, hubs.muxPlain, 'pg1plain'),
+    await prefetchVariant(ctx, work, controlDir, {
+      id: 'walhub-prefetch',
+      label: `walhub, walhub-restore (4 segments fetched ahead), ssh ControlMaster, ${cacheOn}`,
+      hub: hubs.prefetch,
+    }),
   ];
+  // The same two recipes with the hub behind a 1 Gbit/s link (link.mjs).
+  if (ctx.link.rate) {
+    variants.push(
+      muxVariant('link-mux', `over ${ctx.link.label}: walhub, ssh ControlMaster (the recommended line), ${cacheOn}`, hubs.muxLink, 'pg1'),
+      await prefetchVariant(ctx, work, controlDir, {
+        id: 'link-prefetch',
+        label: `over ${ctx.link.label}: walhub, walhub-restore (4 segments fetched ahead), ${cacheOn}`,
+        hub: hubs.prefetchLink,
+      }),
+    );
+  }
   if (ctx.sshd) {
     // The SSH transport limit on this machine: OpenSSH's own server sending the
     // decompressed files with cat, through the same ControlMaster recipe.
@@ -71,6 +90,9 @@ export async function benchReplay(ctx) {
     });
   }
 
+  // BENCH_REPLAY_VARIANTS (ids, comma-separated): only those, to compare a few rows quickly.
+  const wanted = process.env.BENCH_REPLAY_VARIANTS?.split(',');
+  if (wanted) variants.splice(0, variants.length, ...variants.filter((v) => wanted.includes(v.id) || v.id === 'local-cp' || v.id === 'local-zstd'));
   const runs = Object.fromEntries(variants.map((v) => [v.id, []]));
   for (let rep = 0; rep < ctx.reps; rep++) {
     const order = variants.map((_, i) => variants[(i + rep) % variants.length]);
@@ -90,6 +112,8 @@ export async function benchReplay(ctx) {
   const stats = Object.fromEntries(variants.map((v) => [v.id, { label: v.label, restoreCommand: v.command, ...summarize(runs[v.id]), samples: runs[v.id] }]));
   const local = stats['local-cp'].median;
   for (const s of Object.values(stats)) s.vsLocalCp = s.median / local;
+  // undefined when either variant did not run (its server missing, or BENCH_REPLAY_VARIANTS)
+  const ratio = (a, b) => (stats[a] && stats[b] ? stats[a].median / stats[b].median : undefined);
   const results = {
     segments: ctx.names.length,
     walBytes: ctx.names.length * SEGMENT_SIZE,
@@ -99,21 +123,73 @@ export async function benchReplay(ctx) {
     barmanReps: stats.barman ? stats.barman.n : undefined,
     variants: stats,
     ratios: {
-      walhubMuxVsLocalCp: stats['walhub-mux'].median / local,
-      walhubMuxVsLocalZstd: stats['walhub-mux'].median / stats['local-zstd'].median,
-      walhubMuxNoCacheVsLocalCp: stats['walhub-mux-nocache'] ? stats['walhub-mux-nocache'].median / local : undefined,
-      walhubMuxNoCacheVsLocalZstd: stats['walhub-mux-nocache'] ? stats['walhub-mux-nocache'].median / stats['local-zstd'].median : undefined,
-      walhubMuxPreallocatedVsLocalZstd: stats['walhub-mux-prealloc'] ? stats['walhub-mux-prealloc'].median / stats['local-zstd'].median : undefined,
-      walhubMuxPlainVsLocalCp: stats['walhub-mux-plain'].median / local,
-      sshdCatMuxVsLocalCp: stats['sshd-cat-mux'] ? stats['sshd-cat-mux'].median / local : undefined,
-      walhubMuxVsSshdCatMux: stats['sshd-cat-mux'] ? stats['walhub-mux'].median / stats['sshd-cat-mux'].median : undefined,
-      barmanVsWalhubPlain: stats.barman ? stats.barman.median / stats.walhub.median : undefined,
+      walhubMuxVsLocalCp: ratio('walhub-mux', 'local-cp'),
+      walhubMuxVsLocalZstd: ratio('walhub-mux', 'local-zstd'),
+      walhubMuxNoCacheVsLocalCp: ratio('walhub-mux-nocache', 'local-cp'),
+      walhubMuxNoCacheVsLocalZstd: ratio('walhub-mux-nocache', 'local-zstd'),
+      walhubMuxPreallocatedVsLocalZstd: ratio('walhub-mux-prealloc', 'local-zstd'),
+      walhubPrefetchVsLocalZstd: ratio('walhub-prefetch', 'local-zstd'),
+      walhubPrefetchVsLocalCp: ratio('walhub-prefetch', 'local-cp'),
+      linkPrefetchVsLinkMux: ratio('link-prefetch', 'link-mux'),
+      linkPrefetchVsLocalZstd: ratio('link-prefetch', 'local-zstd'),
+      walhubMuxPlainVsLocalCp: ratio('walhub-mux-plain', 'local-cp'),
+      sshdCatMuxVsLocalCp: ratio('sshd-cat-mux', 'local-cp'),
+      walhubMuxVsSshdCatMux: ratio('walhub-mux', 'sshd-cat-mux'),
+      barmanVsWalhubPlain: ratio('barman', 'walhub'),
     },
     cacheKnown: ctx.cacheKnown,
     cache,
     skipped: ctx.skipped,
+    link: ctx.link.label,
   };
   return { results, text: report(results) };
+}
+
+/**
+ * The README's catch-up recipe: etc/standby/walhub-restore, installed where the
+ * postgres user can run it, with the ControlMaster recipe in an ssh config of
+ * its own; every run starts with an empty spool.
+ */
+async function prefetchVariant(ctx, work, controlDir, { id, label, hub }) {
+  const as = pgUser;
+  const script = join(work, 'walhub-restore');
+  await copyFile(RESTORE_SCRIPT, script);
+  await chmod(script, 0o755);
+  const spool = join(work, `spool-${id}`);
+  const config = join(work, `ssh_config-${id}`);
+  const controlPath = join(controlDir, `${id}.sock`);
+  await writeFile(
+    config,
+    [
+      'Host walhub-bench',
+      '  HostName 127.0.0.1',
+      `  Port ${hub.port}`,
+      `  User ${hub.user}`,
+      `  IdentityFile ${ctx.key.path}`,
+      '  IdentitiesOnly yes',
+      `  UserKnownHostsFile ${hub.knownHosts}`,
+      '  StrictHostKeyChecking yes',
+      '  BatchMode yes',
+      '  LogLevel ERROR',
+      '  RequestTTY no',
+      '  ControlMaster auto',
+      '  ControlPersist 60',
+      `  ControlPath ${controlPath}`,
+      '',
+    ].join('\n'),
+    { mode: 0o600 },
+  );
+  if (as) await chown(config, as.uid, as.gid);
+  return {
+    id,
+    label,
+    hub,
+    command: `${script} -F ${config} -d ${spool} walhub-bench pg1 %f %p`,
+    after: async () => {
+      await stopMaster(hub, ctx.key, controlPath, { as });
+      await rm(spool, { recursive: true, force: true });
+    },
+  };
 }
 
 /** One archive recovery from a fresh copy of the base backup; resolves its wall time in ms. */
@@ -171,11 +247,19 @@ function report(r) {
       `<= ${t.muxVsLocalZstd.toFixed(1)}x`,
       verdict(r.ratios.walhubMuxPreallocatedVsLocalZstd, t.muxVsLocalZstd),
     ],
+    [`walhub-restore (fetching ahead), ControlMaster, ${on}, vs local zstd -dc`, x(r.ratios.walhubPrefetchVsLocalZstd), `<= ${t.muxVsLocalZstd.toFixed(1)}x`, verdict(r.ratios.walhubPrefetchVsLocalZstd, t.muxVsLocalZstd)],
+    [`walhub-restore (fetching ahead), ControlMaster, ${on}, vs local cp`, x(r.ratios.walhubPrefetchVsLocalCp), `<= ${t.muxVsLocalCp.toFixed(1)}x`, verdict(r.ratios.walhubPrefetchVsLocalCp, t.muxVsLocalCp)],
     ['  for reference: cache off vs local zstd -dc', x(r.ratios.walhubMuxNoCacheVsLocalZstd), '', ''],
     ['  for reference: cache off vs local cp', x(r.ratios.walhubMuxNoCacheVsLocalCp), '', ''],
     ['  for reference: uncompressed archive vs local cp', x(r.ratios.walhubMuxPlainVsLocalCp), '', ''],
     ['  for reference: sshd + cat (ControlMaster) vs local cp: the SSH transport limit', x(r.ratios.sshdCatMuxVsLocalCp), '', ''],
     ['  for reference: walhub ControlMaster, cache on, vs sshd + cat (ControlMaster)', x(r.ratios.walhubMuxVsSshdCatMux), '', ''],
+    ...(r.ratios.linkPrefetchVsLinkMux !== undefined
+      ? [
+          [`  over ${r.link}: walhub-restore vs the recommended line`, x(r.ratios.linkPrefetchVsLinkMux), '', ''],
+          [`  over ${r.link}: walhub-restore vs local zstd -dc`, x(r.ratios.linkPrefetchVsLocalZstd), '', ''],
+        ]
+      : []),
     ['barman get-wal vs walhub plain (speed-up)', x(r.ratios.barmanVsWalhubPlain), `>= ${t.barmanVsPlain}x`, verdict(r.ratios.barmanVsWalhubPlain, t.barmanVsPlain, { atLeast: true })],
   ];
   return [

@@ -25,7 +25,10 @@
 // least this many segments, default 42), WALHUB_CLI (another build's
 // dist/cli.js, to compare a change), BENCH_WARM_MEMORY_MIB (memory written once
 // before the servers start, see memory.mjs; default a third of RAM up to 8 GiB,
-// 0 skips it), and benchmark 4's BENCH_AUDIT_LINES and BENCH_AUDIT_ROUNDS.
+// 0 skips it), benchmark 4's BENCH_AUDIT_LINES and BENCH_AUDIT_ROUNDS, and
+// BENCH_ONLY (a comma-separated list of benchmark numbers, e.g. 3: only those
+// run, the issue 8 summary needs 1, 2 and 3, and results/latest.json is
+// written by whole runs only).
 // A whole run takes about 8 minutes on 2 cores.
 // Everything runs on 127.0.0.1 and in one temp dir, and is stopped and removed at the end.
 import { spawnSync } from 'node:child_process';
@@ -40,6 +43,7 @@ import { describeHits } from './cache-hits.mjs';
 import { benchConsecutive, CONSECUTIVE_TARGETS, WINDOW, writeServeScript } from './consecutive.mjs';
 import { benchFetch, FETCH_TARGETS } from './fetch.mjs';
 import { benchFixedCost } from './fixed-cost.mjs';
+import { shapeLoopback } from './link.mjs';
 import { describeWarmup, warmMachineMemory } from './memory.mjs';
 import { benchReplay, REPLAY_TARGETS } from './replay.mjs';
 import { findProgram, findUser, fixed, formatTable, isRoot, makeDir, makeTempDir, pgUser, runCleanups, verdict } from './lib.mjs';
@@ -48,6 +52,8 @@ import { buildKnowsCache, CACHE_DEFAULTS, CACHE_OFF, CACHE_PREALLOCATED, makeCli
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = join(ROOT, 'test/bench/results/latest.json');
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 15);
+const ONLY = new Set((process.env.BENCH_ONLY ?? '1,2,3,4,5').split(',').map((n) => n.trim()));
+const runs = (n) => ONLY.has(String(n));
 const CONSECUTIVE_ROUNDS = Number(process.env.BENCH_CONSECUTIVE_ROUNDS ?? 5);
 const REPLAY_RUNS = Number(process.env.BENCH_REPLAY_RUNS ?? 2);
 const BARMAN_RUNS = Number(process.env.BENCH_BARMAN_RUNS ?? 1);
@@ -172,102 +178,136 @@ async function main() {
       ...(cli ? { cli } : {}),
     });
 
-  progress('benchmark 1: fetch');
-  const fetch = await benchFetch({
-    dir: await makeDir(join(dir, 'fetch')),
-    key: fetchKey,
-    segment,
-    // Full segments for the RSS measurement, and the one that compresses best
-    // (a segment closed early by a WAL switch, as archive_timeout makes them).
-    streamNames: archive.names.slice(1, 17),
-    sparse: smallestSegment(archive.names, layout.zstd),
-    rounds: ROUNDS,
-    startHub,
-    cacheOn,
-    cacheOff,
-    cachePreallocated,
-    cacheKnown,
-    cacheBudgetMiB,
-    sshd,
-    sshdMissing,
-  });
-  say();
-  say(fetch.text);
+  let fetch, consecutive, replay, audit, fixedCost;
+  if (runs(1)) {
+    progress('benchmark 1: fetch');
+    fetch = await benchFetch({
+      dir: await makeDir(join(dir, 'fetch')),
+      key: fetchKey,
+      segment,
+      // Full segments for the RSS measurement, and the one that compresses best
+      // (a segment closed early by a WAL switch, as archive_timeout makes them).
+      streamNames: archive.names.slice(1, 17),
+      sparse: smallestSegment(archive.names, layout.zstd),
+      rounds: ROUNDS,
+      startHub,
+      cacheOn,
+      cacheOff,
+      cachePreallocated,
+      cacheKnown,
+      cacheBudgetMiB,
+      sshd,
+      sshdMissing,
+    });
+    say();
+    say(fetch.text);
+  }
 
-  progress('benchmark 2: consecutive segments');
-  const middle = Math.floor(archive.names.length / 2);
-  const consecutive = await benchConsecutive({
-    dir: await makeDir(join(dir, 'consecutive')),
-    // Full segments from the middle of the run, well before the last one (the warm-up fetch).
-    names: archive.names.slice(middle - WINDOW / 2, middle + WINDOW / 2),
-    plainDir: archive.plain,
-    warmName: archive.names.at(-1),
-    // A warm hub's earlier work: segments before the window beyond its readahead, and after it.
-    fillNames: [
-      ...archive.names.slice(1, middle - WINDOW / 2 - CACHE_DEFAULTS.readahead),
-      ...archive.names.slice(middle + WINDOW / 2, -1),
-    ],
-    rounds: CONSECUTIVE_ROUNDS,
-    cacheKnown,
-    cacheOn,
-    cacheOff,
-    cachePreallocated,
-    startHub,
-    walhubKey: fetchKey,
-    sshd,
-    sshdMissing,
-    catKey,
-    zstdKey,
-  });
-  say();
-  say(consecutive.text);
+  if (runs(2)) {
+    progress('benchmark 2: consecutive segments');
+    const middle = Math.floor(archive.names.length / 2);
+    consecutive = await benchConsecutive({
+      dir: await makeDir(join(dir, 'consecutive')),
+      // Full segments from the middle of the run, well before the last one (the warm-up fetch).
+      names: archive.names.slice(middle - WINDOW / 2, middle + WINDOW / 2),
+      plainDir: archive.plain,
+      warmName: archive.names.at(-1),
+      // A warm hub's earlier work: segments before the window beyond its readahead, and after it.
+      fillNames: [
+        ...archive.names.slice(1, middle - WINDOW / 2 - CACHE_DEFAULTS.readahead),
+        ...archive.names.slice(middle + WINDOW / 2, -1),
+      ],
+      rounds: CONSECUTIVE_ROUNDS,
+      cacheKnown,
+      cacheOn,
+      cacheOff,
+      cachePreallocated,
+      startHub,
+      walhubKey: fetchKey,
+      sshd,
+      sshdMissing,
+      catKey,
+      zstdKey,
+    });
+    say();
+    say(consecutive.text);
+  }
 
-  progress('benchmark 3: replay');
-  const hubs = {
-    plain: await startHub({ name: 'replay-plain', cache: cacheOn }),
-    mux: await startHub({ name: 'replay-mux', cache: cacheOn }),
-    ...(cacheKnown ? { muxNoCache: await startHub({ name: 'replay-mux-nocache', cache: cacheOff }) } : {}),
-    ...(cachePreallocated ? { muxPreallocated: await startHub({ name: 'replay-mux-prealloc', cache: cachePreallocated }) } : {}),
-    muxPlain: await startHub({ name: 'replay-mux-plain', cache: cacheOn }),
-  };
-  let barmanConf;
-  if (!barmanMissing) barmanConf = await writeBarmanConf(dir, layout.barmanHome, barmanUser);
-  const replay = await benchReplay({
-    dir,
-    bins: pg.bins,
-    base: archive.base,
-    names: archive.names,
-    plain: archive.plain,
-    zstd: layout.zstd,
-    key: replayKey,
-    hubs,
-    cacheKnown,
-    sshd,
-    barmanConf,
-    skipped: barmanMissing ? [barmanMissing] : BARMAN_RUNS > 0 ? [] : ['sshd + barman get-wal: BENCH_BARMAN_RUNS=0'],
-    reps: REPLAY_RUNS,
-    barmanReps: BARMAN_RUNS,
-  });
-  say();
-  say(replay.text);
+  if (runs(3)) {
+    progress('benchmark 3: replay');
+    const hubs = {
+      plain: await startHub({ name: 'replay-plain', cache: cacheOn }),
+      mux: await startHub({ name: 'replay-mux', cache: cacheOn }),
+      ...(cacheKnown ? { muxNoCache: await startHub({ name: 'replay-mux-nocache', cache: cacheOff }) } : {}),
+      ...(cachePreallocated ? { muxPreallocated: await startHub({ name: 'replay-mux-prealloc', cache: cachePreallocated }) } : {}),
+      muxPlain: await startHub({ name: 'replay-mux-plain', cache: cacheOn }),
+      prefetch: await startHub({ name: 'replay-prefetch', cache: cacheOn }),
+      muxLink: await startHub({ name: 'replay-link-mux', cache: cacheOn }),
+      prefetchLink: await startHub({ name: 'replay-link-prefetch', cache: cacheOn }),
+    };
+    // The last two behind a 1 Gbit/s link: what leaves their ports is shaped (link.mjs).
+    const link = await shapeLoopback([hubs.muxLink.port, hubs.prefetchLink.port], '1gbit', '1 Gbit/s');
+    if (link.missing) {
+      await hubs.muxLink.stop();
+      await hubs.prefetchLink.stop();
+      delete hubs.muxLink;
+      delete hubs.prefetchLink;
+    }
+    let barmanConf;
+    if (!barmanMissing) barmanConf = await writeBarmanConf(dir, layout.barmanHome, barmanUser);
+    replay = await benchReplay({
+      dir,
+      bins: pg.bins,
+      base: archive.base,
+      names: archive.names,
+      plain: archive.plain,
+      zstd: layout.zstd,
+      key: replayKey,
+      hubs,
+      cacheKnown,
+      sshd,
+      barmanConf,
+      skipped: [
+        ...(barmanMissing ? [barmanMissing] : BARMAN_RUNS > 0 ? [] : ['sshd + barman get-wal: BENCH_BARMAN_RUNS=0']),
+        ...(link.missing ? [`the rows over a 1 Gbit/s link: ${link.missing}`] : []),
+      ],
+      link,
+      reps: REPLAY_RUNS,
+      barmanReps: BARMAN_RUNS,
+    });
+    await link.stop?.();
+    say();
+    say(replay.text);
+  }
 
-  progress('benchmark 4: audit summary');
-  const audit = await benchAuditSummary({ dir: await makeDir(join(dir, 'audit')) });
-  say();
-  say(audit.text);
+  if (runs(4)) {
+    progress('benchmark 4: audit summary');
+    audit = await benchAuditSummary({ dir: await makeDir(join(dir, 'audit')) });
+    say();
+    say(audit.text);
+  }
 
-  progress('benchmark 5: fixed cost of a request');
-  const fixedCost = await benchFixedCost({ dir: await makeDir(join(dir, 'fixed-cost')), startHub, cacheOn, walhubKey: fetchKey, sshd, sshdMissing, catKey });
-  say();
-  say(fixedCost.text);
+  if (runs(5)) {
+    progress('benchmark 5: fixed cost of a request');
+    fixedCost = await benchFixedCost({ dir: await makeDir(join(dir, 'fixed-cost')), startHub, cacheOn, walhubKey: fetchKey, sshd, sshdMissing, catKey });
+    say();
+    say(fixedCost.text);
+  }
 
-  const targets = issue8Targets({ cacheKnown, fetch: fetch.results, consecutive: consecutive.results, replay: replay.results });
-  say();
-  say(targets.text);
+  let targets;
+  if (fetch && consecutive && replay) {
+    targets = issue8Targets({ cacheKnown, fetch: fetch.results, consecutive: consecutive.results, replay: replay.results });
+    say();
+    say(targets.text);
+  }
 
   const runtimeS = (Date.now() - startedAt) / 1000;
   say();
   say(`total bench time: ${runtimeS.toFixed(0)} s (building the archive included); load average ${loadavg()[0].toFixed(2)} at the end`);
+  if (!(targets && audit && fixedCost)) {
+    say(`BENCH_ONLY=${[...ONLY].join(',')}: a partial run, ${RESULTS.slice(ROOT.length)} left as it was`);
+    return;
+  }
   await mkdir(join(ROOT, 'test/bench/results'), { recursive: true });
   const json = {
     date: new Date(startedAt).toISOString(),
@@ -305,6 +345,9 @@ function issue8Targets({ cacheKnown, fetch, consecutive, replay }) {
     { target: `replay, ControlMaster, ${on}: walhub / local zstd -dc (3)`, measured: replay.ratios.walhubMuxVsLocalZstd, goal: REPLAY_TARGETS.muxVsLocalZstd, show: x },
     ...(replay.ratios.walhubMuxPreallocatedVsLocalZstd !== undefined
       ? [{ target: '  same, [cache] preallocate = true (3)', measured: replay.ratios.walhubMuxPreallocatedVsLocalZstd, goal: REPLAY_TARGETS.muxVsLocalZstd, show: x }]
+      : []),
+    ...(replay.ratios.walhubPrefetchVsLocalZstd !== undefined
+      ? [{ target: '  same, walhub-restore fetching ahead (3)', measured: replay.ratios.walhubPrefetchVsLocalZstd, goal: REPLAY_TARGETS.muxVsLocalZstd, show: x }]
       : []),
     { target: `replay, ControlMaster, ${on}: walhub / local cp (3)`, measured: replay.ratios.walhubMuxVsLocalCp, goal: REPLAY_TARGETS.muxVsLocalCp, show: x },
     { target: 'peak RSS, 16 streams at once, cache off (1 e)', measured: fetch.rss.failed ? NaN : fetch.rss.peakRssMiB, goal: FETCH_TARGETS.rssMiB, show: () => mib(fetch.rss), below: true },
