@@ -230,7 +230,7 @@ describe('the README recipes, run by a real standby as its own OS user', () => {
       expect(requests.filter((r) => r.wal === name && r.exit === 0), name).toHaveLength(1);
     }
     // The spool at its default place, the user's own, mode 0700.
-    const spool = await stat(join(home, '.cache', 'walhub-restore', 'pg1'));
+    const spool = await stat(join(home, '.cache', 'walhub-restore', 'walhub-backup', 'pg1'));
     expect(spool.mode & 0o777).toBe(0o700);
     expect(await toTableChecksum(standby!)).toBe(await toTableChecksum(primary!));
   });

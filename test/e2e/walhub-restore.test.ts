@@ -4,7 +4,7 @@
 // postgres user, with the real OpenSSH client (ControlMaster from its own
 // ssh_config), against walhub serving a real Barman archive, and by a real
 // PostgreSQL recovering through it.
-import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, copyFile, mkdir, mkdtemp, readFile, readdir, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,11 +22,14 @@ import {
   waitForPromotion,
   writeAndSwitch,
 } from '../helpers/replication.js';
+import { requireProgram } from '../helpers/programs.js';
 import { runRestoreCommand } from '../helpers/restore-command.js';
 
 const SCRIPT = fileURLToPath(new URL('../../etc/standby/walhub-restore', import.meta.url));
 const SEGMENT_SIZE = 16 * 1024 * 1024;
 const SEGMENT_NAME = /^[0-9A-F]{24}$/;
+/** What a spool keeps besides segments: the last name asked for, the boot it belongs to, the fetcher's lock, the segment size. */
+const SPOOL_OWN_FILES = ['.asked', '.boot', '.fetcher', '.segment-size'];
 
 let setup: RecoverySetup | undefined;
 let restored: PgCluster | undefined;
@@ -39,6 +42,9 @@ let archived: string[];
 let last: string;
 
 beforeAll(async () => {
+  // What the script runs, besides sh: a standby without them gets the package named.
+  requireProgram('flock', 'util-linux');
+  requireProgram('ssh', 'openssh-client');
   const s = (setup = await createRecoverySetup('zstd'));
   const p = s.primary;
   restored = await createRecoveryCluster(p, 'false');
@@ -108,9 +114,14 @@ async function shippedSha(name: string): Promise<string> {
   return sha256(await readFile(join(setup!.barman.shipped, name)));
 }
 
-/** What the spool holds: complete segments, and anything else (.part files, the size it keeps). */
+/** The directory for this hub and server under a spool. */
+function spoolDir(spool: string): string {
+  return join(spool, 'walhub-test', 'pg1');
+}
+
+/** What the spool holds: complete segments, and anything else (its own files, locks, transfers under way). */
 async function listSpool(spool: string): Promise<{ segments: string[]; others: string[] }> {
-  const names = (await readdir(join(spool, 'pg1')).catch(() => [] as string[])).sort();
+  const names = (await readdir(spoolDir(spool)).catch(() => [] as string[])).sort();
   return { segments: names.filter((n) => SEGMENT_NAME.test(n)), others: names.filter((n) => !SEGMENT_NAME.test(n)) };
 }
 
@@ -130,8 +141,8 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
     await waitUntil('three segments fetched ahead', async () => (await listSpool(spool)).segments.length === 3 || undefined);
     const ahead = await listSpool(spool);
     expect(ahead.segments).toEqual([second, third, fourth]);
-    expect(ahead.others).toEqual(['.asked', '.segment-size']);
-    for (const name of ahead.segments) expect(sha256(await readFile(join(spool, 'pg1', name))), name).toBe(await shippedSha(name));
+    expect(ahead.others).toEqual(SPOOL_OWN_FILES);
+    for (const name of ahead.segments) expect(sha256(await readFile(join(spoolDir(spool), name))), name).toBe(await shippedSha(name));
     expect(await requestsFor(second)).toHaveLength(1);
 
     // The next request is answered from the spool: same bytes, no new request to walhub.
@@ -196,12 +207,41 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
       const got = await restoreByHand(restoreCommand(notOurs), archived[1]!);
       expect(got).toMatchObject({ status: 0, sha: await shippedSha(archived[1]!) });
       expect(got.stderr).toBe(
-        `walhub-restore: cannot use ${notOurs}/pg1 as a spool directory (missing, not this user's, or not writable); fetching ${archived[1]} without fetching ahead\n`,
+        `walhub-restore: cannot use ${notOurs} as a spool directory (missing, a link, not this user's, or not writable); fetching ${archived[1]} without fetching ahead\n`,
       );
       expect(await readdir(notOurs)).toEqual([]);
     } finally {
       await rm(notOurs, { recursive: true, force: true });
     }
+  });
+
+  it('never hands over what waited in the spool more than 5 minutes, and deletes it', async () => {
+    const spool = spoolFor('stale');
+    const [first, second] = archived as [string, string];
+    expect((await restoreByHand(restoreCommand(spool, '-n 1'), first)).status).toBe(0);
+    await waitUntil('the next segment fetched ahead', async () => (await listSpool(spool)).segments.includes(second) || undefined);
+    // Made a leftover from long ago, with other bytes (as a rebuilt cluster
+    // reusing the server ID would have left): it must not be taken.
+    const stale = join(spoolDir(spool), second);
+    await writeFile(stale, await readFile(join(setup!.barman.shipped, first)));
+    const tenMinutesAgo = new Date(Date.now() - 10 * 60_000);
+    await utimes(stale, tenMinutesAgo, tenMinutesAgo);
+    const got = await restoreByHand(restoreCommand(spool, '-n 1'), second);
+    expect(got).toMatchObject({ status: 0, sha: await shippedSha(second) });
+    // Deleted, then fetched again as the one asked for, not ahead: the spool is empty or fetching the third.
+    expect((await listSpool(spool)).segments).not.toContain(second);
+  });
+
+  it('refuses a spool directory others may write to: fetched without it, and said in one line', async () => {
+    const spool = spoolFor('loose');
+    expect((await restoreByHand(restoreCommand(spool), archived[0]!)).status).toBe(0);
+    await waitUntil('the fetcher to finish', async () => (await listSpool(spool)).segments.length === 4 || undefined);
+    await chmod(spoolDir(spool), 0o777);
+    const got = await restoreByHand(restoreCommand(spool), archived[1]!);
+    expect(got).toMatchObject({ status: 0, sha: await shippedSha(archived[1]!) });
+    expect(got.stderr).toBe(
+      `walhub-restore: cannot use ${spoolDir(spool)} as a spool directory (${spoolDir(spool)} is writable by others); fetching ${archived[1]} without fetching ahead\n`,
+    );
   });
 
   it('fetches history files and -n 0 requests as asked, without a spool', async () => {
@@ -234,7 +274,7 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
       expect(got).toMatchObject({ status: 0, sha: sha256(movePages(source, 0x1ffn)) });
       await waitUntil('the next log file\'s first segment fetched ahead', async () => (await listSpool(spool)).segments.length === 1 || undefined);
       expect((await listSpool(spool)).segments).toEqual([nextLog]);
-      expect(sha256(await readFile(join(spool, 'pg1', nextLog)))).toBe(sha256(movePages(source, 0x200n)));
+      expect(sha256(await readFile(join(spoolDir(spool), nextLog)))).toBe(sha256(movePages(source, 0x200n)));
       // Not the name a plain +1 on the last eight digits would give.
       expect(await requestsFor('000000010000000100000100')).toEqual([]);
     } finally {
@@ -279,6 +319,6 @@ it('a recovery through walhub-restore replays every archived segment, each fetch
   // What was fetched ahead beyond the end found nothing; nothing is left behind.
   await waitUntil('the spool to hold no segment and no .part', async () => {
     const { segments, others } = await listSpool(spool);
-    return (segments.length === 0 && others.every((n) => n === '.asked' || n === '.segment-size')) || undefined;
+    return (segments.length === 0 && others.every((n) => SPOOL_OWN_FILES.includes(n))) || undefined;
   });
 });
