@@ -114,14 +114,18 @@ async function shippedSha(name: string): Promise<string> {
   return sha256(await readFile(join(setup!.barman.shipped, name)));
 }
 
-/** The directory for this hub and server under a spool. */
-function spoolDir(spool: string): string {
-  return join(spool, 'walhub-test', 'pg1');
+/**
+ * The directory for this hub and server under a spool: HOST@PATH/pg1, PATH
+ * being the -F file's path with its slashes made % (another file may send the
+ * same host name to another hub).
+ */
+async function spoolDir(spool: string): Promise<string> {
+  return join(spool, `walhub-test@${sshConfig.replaceAll('/', '%')}`, 'pg1');
 }
 
 /** What the spool holds: complete segments, and anything else (its own files, locks, transfers under way). */
 async function listSpool(spool: string): Promise<{ segments: string[]; others: string[] }> {
-  const names = (await readdir(spoolDir(spool)).catch(() => [] as string[])).sort();
+  const names = (await readdir(await spoolDir(spool)).catch(() => [] as string[])).sort();
   return { segments: names.filter((n) => SEGMENT_NAME.test(n)), others: names.filter((n) => !SEGMENT_NAME.test(n)) };
 }
 
@@ -142,7 +146,7 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
     const ahead = await listSpool(spool);
     expect(ahead.segments).toEqual([second, third, fourth]);
     expect(ahead.others).toEqual(SPOOL_OWN_FILES);
-    for (const name of ahead.segments) expect(sha256(await readFile(join(spoolDir(spool), name))), name).toBe(await shippedSha(name));
+    for (const name of ahead.segments) expect(sha256(await readFile(join(await spoolDir(spool), name))), name).toBe(await shippedSha(name));
     expect(await requestsFor(second)).toHaveLength(1);
 
     // The next request is answered from the spool: same bytes, no new request to walhub.
@@ -222,7 +226,7 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
     await waitUntil('the next segment fetched ahead', async () => (await listSpool(spool)).segments.includes(second) || undefined);
     // Made a leftover from long ago, with other bytes (as a rebuilt cluster
     // reusing the server ID would have left): it must not be taken.
-    const stale = join(spoolDir(spool), second);
+    const stale = join(await spoolDir(spool), second);
     await writeFile(stale, await readFile(join(setup!.barman.shipped, first)));
     const tenMinutesAgo = new Date(Date.now() - 10 * 60_000);
     await utimes(stale, tenMinutesAgo, tenMinutesAgo);
@@ -236,12 +240,31 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
     const spool = spoolFor('loose');
     expect((await restoreByHand(restoreCommand(spool), archived[0]!)).status).toBe(0);
     await waitUntil('the fetcher to finish', async () => (await listSpool(spool)).segments.length === 4 || undefined);
-    await chmod(spoolDir(spool), 0o777);
+    const dir = await spoolDir(spool);
+    await chmod(dir, 0o777);
+    const asked = await readFile(join(dir, '.asked'), 'utf8');
     const got = await restoreByHand(restoreCommand(spool), archived[1]!);
     expect(got).toMatchObject({ status: 0, sha: await shippedSha(archived[1]!) });
     expect(got.stderr).toBe(
-      `walhub-restore: cannot use ${spoolDir(spool)} as a spool directory (${spoolDir(spool)} is writable by others); fetching ${archived[1]} without fetching ahead\n`,
+      `walhub-restore: cannot use ${dir} as a spool directory (${dir} is writable by others); fetching ${archived[1]} without fetching ahead\n`,
     );
+    // Refused before anything was written there.
+    expect(await readFile(join(dir, '.asked'), 'utf8')).toBe(asked);
+  });
+
+  it('leaves alone the files of a spool directory given with -d that are not its own', async () => {
+    // A directory of the postgres user's with files of its own, old ones too (as its home would have).
+    const spool = spoolFor('shared');
+    await mkdir(spool, { mode: 0o700 });
+    await chownToPostgres(spool);
+    const own = join(spool, '.pgpass');
+    await writeFile(own, 'localhost:5432:*:replicator:secret\n', { mode: 0o600 });
+    await chownToPostgres(own);
+    const tenMinutesAgo = new Date(Date.now() - 10 * 60_000);
+    await utimes(own, tenMinutesAgo, tenMinutesAgo);
+    expect((await restoreByHand(restoreCommand(spool), archived[0]!)).status).toBe(0);
+    expect((await restoreByHand(restoreCommand(spool), archived[1]!)).status).toBe(0);
+    expect(await readFile(own, 'utf8')).toBe('localhost:5432:*:replicator:secret\n');
   });
 
   it('fetches history files and -n 0 requests as asked, without a spool', async () => {
@@ -274,7 +297,7 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
       expect(got).toMatchObject({ status: 0, sha: sha256(movePages(source, 0x1ffn)) });
       await waitUntil('the next log file\'s first segment fetched ahead', async () => (await listSpool(spool)).segments.length === 1 || undefined);
       expect((await listSpool(spool)).segments).toEqual([nextLog]);
-      expect(sha256(await readFile(join(spoolDir(spool), nextLog)))).toBe(sha256(movePages(source, 0x200n)));
+      expect(sha256(await readFile(join(await spoolDir(spool), nextLog)))).toBe(sha256(movePages(source, 0x200n)));
       // Not the name a plain +1 on the last eight digits would give.
       expect(await requestsFor('000000010000000100000100')).toEqual([]);
     } finally {
