@@ -28,8 +28,8 @@ import { runRestoreCommand } from '../helpers/restore-command.js';
 const SCRIPT = fileURLToPath(new URL('../../etc/standby/walhub-restore', import.meta.url));
 const SEGMENT_SIZE = 16 * 1024 * 1024;
 const SEGMENT_NAME = /^[0-9A-F]{24}$/;
-/** What a spool keeps besides segments: the last name asked for, the boot it belongs to, the fetcher's lock, the segment size. */
-const SPOOL_OWN_FILES = ['.asked', '.boot', '.fetcher', '.segment-size'];
+/** What a spool keeps besides segments: the last name asked for, the boot it belongs to, the two fetchers' locks, the segment size. */
+const isSpoolOwnFile = (name: string) => /^\.(asked|boot|fetcher-[12]|segment-size)$/.test(name);
 
 let setup: RecoverySetup | undefined;
 let restored: PgCluster | undefined;
@@ -145,7 +145,7 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
     await waitUntil('three segments fetched ahead', async () => (await listSpool(spool)).segments.length === 3 || undefined);
     const ahead = await listSpool(spool);
     expect(ahead.segments).toEqual([second, third, fourth]);
-    expect(ahead.others).toEqual(SPOOL_OWN_FILES);
+    expect(ahead.others.filter((n) => n !== '.fetcher-2')).toEqual(['.asked', '.boot', '.fetcher-1', '.segment-size']);
     for (const name of ahead.segments) expect(sha256(await readFile(join(await spoolDir(spool), name))), name).toBe(await shippedSha(name));
     expect(await requestsFor(second)).toHaveLength(1);
 
@@ -342,6 +342,6 @@ it('a recovery through walhub-restore replays every archived segment, each fetch
   // What was fetched ahead beyond the end found nothing; nothing is left behind.
   await waitUntil('the spool to hold no segment and no .part', async () => {
     const { segments, others } = await listSpool(spool);
-    return (segments.length === 0 && others.every((n) => SPOOL_OWN_FILES.includes(n))) || undefined;
+    return (segments.length === 0 && others.every(isSpoolOwnFile)) || undefined;
   });
 });
