@@ -192,6 +192,8 @@ describe('walhub-restore by hand, as PostgreSQL runs it', () => {
       [`${script} walhub-test pg1 %f`, /^walhub-restore: usage: walhub-restore \[-n PREFETCH\]/],
       [restoreCommand(spool, '-n 65'), /^walhub-restore: -n takes a number of segments \(0 to 64\), not '65'$/],
       [restoreCommand(spool, '-n four'), /^walhub-restore: -n takes a number of segments \(0 to 64\), not 'four'$/],
+      // Beyond what the shell's test can compare: still this one line, not the shell's own complaint too.
+      [restoreCommand(spool, '-n 99999999999999999999'), /^walhub-restore: -n takes a number of segments \(0 to 64\), not '99999999999999999999'$/],
       [`${script} -d ${spool} walhub-test ../pg1 %f %p`, /^walhub-restore: invalid server ID '\.\.\/pg1'$/],
       [`${script} -d ${spool} -oProxyCommand=x pg1 %f %p`, /^walhub-restore: unknown option -o \(usage: walhub-restore /],
     ];
