@@ -47,7 +47,7 @@ import { shapeLoopback } from './link.mjs';
 import { describeWarmup, warmMachineMemory } from './memory.mjs';
 import { benchReplay, REPLAY_TARGETS } from './replay.mjs';
 import { findProgram, findUser, fixed, formatTable, isRoot, makeDir, makeTempDir, pgUser, runCleanups, verdict } from './lib.mjs';
-import { buildKnowsCache, CACHE_DEFAULTS, CACHE_OFF, CACHE_PREALLOCATED, makeClientKey, startSshd, startWalhub } from './servers.mjs';
+import { buildKnowsCache, CACHE_DEFAULTS, CACHE_OFF, CACHE_PREALLOCATED, makeClientKey, SERVE_NODE_FLAGS, startSshd, startWalhub } from './servers.mjs';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const RESULTS = join(ROOT, 'test/bench/results/latest.json');
@@ -124,6 +124,7 @@ async function main() {
   const cachePreallocated =
     cacheKnown && (await buildKnowsCache(await makeDir(join(dir, 'preallocate-check')), cli, CACHE_PREALLOCATED)) ? CACHE_PREALLOCATED : undefined;
   say(`readahead cache: ${cacheKnown ? `in this build; "cache on" is its defaults (${CACHE_DEFAULTS.memory}, readahead ${CACHE_DEFAULTS.readahead}), "cache off" is [cache] memory = 0` : 'NOT in this build (walhub check refuses [cache]): cache-on variants run walhub as it is'}`);
+  say(`walhub is started as npm start and the systemd unit start it: node ${[...SERVE_NODE_FLAGS, 'dist/cli.js'].join(' ')} serve --config FILE`);
   progress(`building a WAL archive of at least ${SEGMENTS} segments with PostgreSQL in ${dir}`);
   const archive = await buildArchive(dir, { bins: pg.bins, segments: SEGMENTS });
   const layout = await compressArchive(dir, archive.plain, archive.names, isRoot ? barmanUser : undefined);

@@ -1,13 +1,25 @@
 // The two servers under comparison, both on loopback, and the stock OpenSSH
 // client that talks to them: walhub (`node dist/cli.js serve`) and OpenSSH's
 // sshd with its own sshd_config, host key and authorized_keys.
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { chown, readFile, rmdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { defer, findFreePort, findProgram, makeDir, readText, run, start, waitUntil } from './lib.mjs';
 
 const CLI = fileURLToPath(new URL('../../dist/cli.js', import.meta.url));
+
+/**
+ * The node options walhub is served with, as `npm start` and the systemd unit
+ * run it (package.json's start script: `node FLAGS dist/cli.js serve`), so
+ * that the bench measures what users run.
+ */
+export const SERVE_NODE_FLAGS = (() => {
+  const { scripts } = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8'));
+  const match = /^node((?:\s+--\S+)*)\s+dist\/cli\.js serve$/.exec(scripts.start);
+  if (!match) throw new Error(`package.json's start script is not "node [--flags] dist/cli.js serve": ${scripts.start}`);
+  return match[1].trim().split(/\s+/).filter(Boolean);
+})();
 
 /** An ed25519 key made by ssh-keygen; owned by `owner` (the user whose ssh will use it) when given. */
 export async function makeClientKey(dir, name, owner) {
@@ -76,7 +88,7 @@ export async function startWalhub({ dir, archive, authorizedKeys, extraToml = ''
       cacheToml(cache),
     ].join('\n'),
   );
-  const child = start(process.execPath, [cli, 'serve', '--config', config]);
+  const child = start(process.execPath, [...SERVE_NODE_FLAGS, cli, 'serve', '--config', config]);
   const lines = [];
   let stderr = '';
   let buffered = '';
