@@ -115,6 +115,9 @@ export function findKeyWarnings(set: KeySet, source: string, servers: ReadonlySe
     if (entry.expiresAt !== undefined && entry.expiresAt <= now) {
       warnings.push(`${where}: the key ${entry.name} expired on ${new Date(entry.expiresAt).toISOString()}; every login with it is refused`);
     }
+    if (entry.from?.matchesNothing) {
+      warnings.push(`${where}: the key ${entry.name} has from="${entry.from.source}", only negations, which no address matches; every login with it is refused (for every address but those, put * first: from="*,${entry.from.source}")`);
+    }
     if (entry.servers !== '*') {
       const unknown = [...entry.servers].filter((id) => !servers.has(id));
       if (unknown.length > 0) warnings.push(`${where}: the key ${entry.name} is allowed ${unknown.join(', ')}, which the archive does not have (yet)`);

@@ -12,6 +12,12 @@ import { BlockList, isIP } from 'node:net';
  */
 export interface FromPattern {
   readonly source: string;
+  /**
+   * Every entry is negated, so no address matches (as in sshd): "!10.0.0.0/8"
+   * alone refuses everyone rather than everyone outside 10/8, which is
+   * written "*,!10.0.0.0/8".
+   */
+  readonly matchesNothing: boolean;
   matches(address: string): boolean;
 }
 
@@ -35,6 +41,7 @@ export function parseFromPattern(source: string): FromPattern | Error {
   }
   return {
     source,
+    matchesNothing: entries.every((entry) => entry.negated),
     matches(remote: string): boolean {
       const address = toPlainAddress(remote);
       const family = isIP(address);

@@ -98,6 +98,11 @@ function splitOptions(prefix: string): string[] {
 function checkedLine(line: string): string {
   const entry = parseKeyLine(line, 0);
   if (entry instanceof Error) throw new WalhubError('USAGE', entry.message);
+  // sshd takes such a line, and so does walhub when it is written by hand (walhub check warns);
+  // written by walhub keys it can only be a mistake: the key could never log in.
+  if (entry.from?.matchesNothing) {
+    throw new WalhubError('USAGE', `from="${entry.from.source}": only negations match no address, and the key could never log in; for every address but those, put * first: "*,${entry.from.source}"`);
+  }
   return line;
 }
 

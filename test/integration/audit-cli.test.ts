@@ -71,6 +71,9 @@ describe('walhub audit on a live audit log', () => {
     [['--wal', '000000010000000000000009'], 2],
     [['--remote', '127.0.0.0/8', '--event', 'request'], 5],
     [['--remote', '10.0.0.0/8'], 0],
+    // The README's "logins from outside the standby network", written as sshd's from= wants it.
+    [['--remote', '*,!10.0.0.0/8', '--event', 'request'], 5],
+    [['--remote', '*,!127.0.0.0/8', '--event', 'request'], 0],
     [['--since', '1h', '--event', 'request'], 5],
     [['--until', '2000-01-01', '--event', 'request'], 0],
     [['--event', 'auth', '--result', 'refused'], -1],
@@ -205,6 +208,7 @@ describe('the walhub audit command line', () => {
     [['--colour'], "walhub audit: unknown option '--colour'"],
     [['--since', 'yesterday'], 'walhub audit: --since "yesterday": expected an ISO time (2026-11-30T10:00:00Z) or an age like 2h or 7d'],
     [['--summary', '--follow'], 'walhub audit: --summary and --follow do not go together'],
+    [['--remote', '!10.1.0.0/16'], 'walhub audit: --remote "!10.1.0.0/16": only negations match no address, as in from="..."; for every address but those, put * first: "*,!10.1.0.0/16"'],
     [['pg1'], 'walhub audit: unexpected argument "pg1"'],
   ])('%j prints the usage and exits 2', async (args, message) => {
     const result = await walhub(['audit', ...args]);

@@ -112,8 +112,8 @@ describe('walhub check', () => {
     }
   });
 
-  it('warns, with line numbers, of an expired key, a server ID the archive lacks and a key name used twice, and still exits 0', async () => {
-    const [a, b, c] = await Promise.all(['warn-a', 'warn-b', 'warn-c'].map((name) => createClientKey(dir, name)));
+  it('warns, with line numbers, of an expired key, a server ID the archive lacks, a key name used twice and a from= no address matches, and still exits 0', async () => {
+    const [a, b, c, d] = await Promise.all(['warn-a', 'warn-b', 'warn-c', 'warn-d'].map((name) => createClientKey(dir, name)));
     await mkdir(join(dir, 'warn-archive', 'pg1'), { recursive: true });
     const keys = join(dir, 'warn_keys');
     await writeFile(
@@ -122,6 +122,7 @@ describe('walhub check', () => {
         `servers="pg1",expiry-time="20200101" ${a!.publicLine}`,
         `servers="pg1,pg9" ${b!.publicLine}`,
         `servers="*" ${c!.publicLine.replace(/warn-c$/, 'warn-a')}`,
+        `servers="pg1",from="!10.1.0.0/16" ${d!.publicLine}`,
       ].join('\n'),
     );
     const config = await writeConfig('warn.toml', `authorized_keys = "warn_keys"\nhost_keys = ["nokey_ed25519"]\narchive = "warn-archive"\n`);
@@ -131,8 +132,9 @@ describe('walhub check', () => {
       `walhub: warning: ${keys}:1: the key warn-a expired on ${new Date(2020, 0, 1).toISOString()}; every login with it is refused`,
       `walhub: warning: ${keys}:2: the key warn-b is allowed pg9, which the archive does not have (yet)`,
       `walhub: warning: ${keys}:3: the key name warn-a is also used on line 1: the audit log cannot tell the two keys apart by name`,
+      `walhub: warning: ${keys}:4: the key warn-d has from="!10.1.0.0/16", only negations, which no address matches; every login with it is refused (for every address but those, put * first: from="*,!10.1.0.0/16")`,
     ]);
-    expect(result.stdout.trim().split('\n').at(-1)).toBe('ok (3 warning(s))');
+    expect(result.stdout.trim().split('\n').at(-1)).toBe('ok (4 warning(s))');
   });
 
   it('says "no such file" for a configuration that is not there', async () => {

@@ -103,6 +103,12 @@ describe('walhub keys add', () => {
     ['a private key', (k: ClientKey) => k.privatePath, [], 'not an OpenSSH public key line'],
     ['a server ID with a slash', (k: ClientKey) => `${k.privatePath}.pub`, ['--servers', '../etc'], 'servers=: "../etc" is not a server ID'],
     ['a bad from= pattern', (k: ClientKey) => `${k.privatePath}.pub`, ['--from', '10.0.0.0/99'], 'bad CIDR block "10.0.0.0/99" in from='],
+    [
+      'a from= no address matches',
+      (k: ClientKey) => `${k.privatePath}.pub`,
+      ['--from', '!10.9.0.0/16'],
+      'walhub keys: from="!10.9.0.0/16": only negations match no address, and the key could never log in; for every address but those, put * first: "*,!10.9.0.0/16"\n',
+    ],
     ['a date that does not exist', (k: ClientKey) => `${k.privatePath}.pub`, ['--expires', '2027-02-31'], '--expires 2027-02-31: no such date or time'],
     ['an expiry that is no time at all', (k: ClientKey) => `${k.privatePath}.pub`, ['--expires', 'soon'], '--expires soon: expected YYYY-MM-DD, YYYYMMDD[HHMM[SS]] or an age like 90d'],
     ['a name with a blank', (k: ClientKey) => `${k.privatePath}.pub`, ['--name', 'a b'], '--name "a b": one word'],

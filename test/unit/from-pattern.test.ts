@@ -60,6 +60,17 @@ describe('parseFromPattern', () => {
     expect(pattern('*').matches('')).toBe(false);
   });
 
+  it.each([
+    ['!10.1.2.3', true],
+    ['!10.1.0.0/16, !2001:db8::/32', true],
+    ['*,!10.1.0.0/16', false],
+    ['10.1.0.0/16', false],
+    ['!10.1.2.3,10.1.0.0/16', false],
+  ])('from="%s" matches no address at all: %s', (source, nothing) => {
+    expect(pattern(source).matchesNothing).toBe(nothing);
+    if (nothing) for (const address of ['10.1.2.3', '10.9.9.9', '2001:db8::1', '192.0.2.1']) expect(pattern(source).matches(address)).toBe(false);
+  });
+
   it('keeps its source text for messages', () => {
     expect(pattern('!10.1.2.3,10.1.0.0/16').source).toBe('!10.1.2.3,10.1.0.0/16');
   });
