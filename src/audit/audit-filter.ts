@@ -51,7 +51,7 @@ export function parseAuditFilter(options: AuditFilterOptions, now: number): Audi
   if (options.remote !== undefined) {
     const pattern = parseFromPattern(options.remote);
     if (pattern instanceof Error) return new Error(`--remote: ${pattern.message.replace(/ in from=.*$/, '')}`);
-    if (pattern.matchesNothing) return new Error(`--remote "${options.remote}": only negations match no address, as in from="..."; for every address but those, put * first: "*,${options.remote}"`);
+    if (pattern.onlyNegations) return new Error(`--remote "${options.remote}": only negations match no address, as in from="..."; for every address but those, put * first: "*,${options.remote}"`);
     filter.remote = pattern;
   }
   const servers = listOf(options.server);

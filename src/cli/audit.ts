@@ -22,6 +22,7 @@ filters (a list is comma-separated; any item matches):
       --result RESULTS  ok, not_found, usage, denied, damaged, unavailable, aborted;
                         refused or ok for logins
       --remote PATTERN  client address: an address, a CIDR block or a from= pattern list
+                        (all but a block: "*,!10.1.0.0/16")
       --wal NAMES       WAL file names
       --event EVENTS    connect, auth, request, disconnect
 

@@ -3,7 +3,7 @@ import { createDecoderTable } from '../archive/compression.js';
 import { findEscapingLinks } from '../archive/lookup.js';
 import { loadConfig, SERVER_ID } from '../config.js';
 import { isWalhubError } from '../errors.js';
-import { parseAuthorizedKeys, type KeyEntry, type KeySet } from '../keys/authorized-keys.js';
+import { parseAuthorizedKeys, unreachableKeyWarning, type KeyEntry, type KeySet } from '../keys/authorized-keys.js';
 import { cpuHasAes, offeredCiphers } from '../ssh/algorithms.js';
 import { loadHostKeys } from '../ssh/host-keys.js';
 import { COMMON_OPTIONS_HELP, parseOptions, reportKnownError, type CliResult } from './options.js';
@@ -115,9 +115,8 @@ export function findKeyWarnings(set: KeySet, source: string, servers: ReadonlySe
     if (entry.expiresAt !== undefined && entry.expiresAt <= now) {
       warnings.push(`${where}: the key ${entry.name} expired on ${new Date(entry.expiresAt).toISOString()}; every login with it is refused`);
     }
-    if (entry.from?.matchesNothing) {
-      warnings.push(`${where}: the key ${entry.name} has from="${entry.from.source}", only negations, which no address matches; every login with it is refused (for every address but those, put * first: from="*,${entry.from.source}")`);
-    }
+    const unreachable = unreachableKeyWarning(entry);
+    if (unreachable) warnings.push(`${where}: ${unreachable}`);
     if (entry.servers !== '*') {
       const unknown = [...entry.servers].filter((id) => !servers.has(id));
       if (unknown.length > 0) warnings.push(`${where}: the key ${entry.name} is allowed ${unknown.join(', ')}, which the archive does not have (yet)`);

@@ -27,7 +27,8 @@ and blank lines stay as they are) and a running walhub applies it at once.
 options:
       --name NAME         the key's name in logs and audit records (one word)
       --servers IDS       server IDs the key may read, comma-separated, or "*"
-      --from PATTERNS     OpenSSH from= patterns: addresses, CIDR, wildcards, !negation;
+      --from PATTERNS     OpenSSH from= patterns: addresses, CIDR, wildcards, !negation
+                          (only negations match nothing: "*,!10.9.0.0/16");
                           with set, "" removes the restriction
       --expires WHEN      YYYY-MM-DD, YYYYMMDD[HHMM[SS]] (local time) or an age
                           like 90d, 12w, 36h; with set, "never" removes it

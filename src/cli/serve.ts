@@ -9,6 +9,7 @@ import { WalCache } from '../archive/wal-cache.js';
 import { ZstdWorkerPool } from '../archive/zstd-worker-pool.js';
 import { createTransferCounts, type Hub } from '../command/get-wal.js';
 import { loadConfig } from '../config.js';
+import { unreachableKeyWarning } from '../keys/authorized-keys.js';
 import { KeyStore } from '../keys/key-store.js';
 import { growHeapForBuffers } from '../heap-growth.js';
 import { createProgramLog } from '../log.js';
@@ -72,6 +73,10 @@ export async function runServe(args: string[]): Promise<CliResult> {
     const keys = new KeyStore(config.authorizedKeys, {
       loaded: (set) => {
         for (const problem of set.problems) log.warn(problem);
+        for (const entry of set.byBlob.values()) {
+          const unreachable = unreachableKeyWarning(entry);
+          if (unreachable) log.warn(`${config.authorizedKeys}:${entry.line}: ${unreachable}`);
+        }
         log.info({ path: config.authorizedKeys, keys: set.byBlob.size, skipped: set.problems.length }, 'authorized keys loaded');
       },
       failed: (error) => log.error({ path: config.authorizedKeys, err: error.message }, 'cannot read authorized keys; the last good set stays in force'),

@@ -171,3 +171,10 @@ export function findLoginRefusal(entry: KeyEntry, remoteAddress: string, now: nu
 export function mayRead(entry: KeyEntry, server: string): boolean {
   return entry.servers === '*' || entry.servers.has(server);
 }
+
+/** A key whose from= no address matches (walhub check and walhub serve warn of it): what is wrong, in one line. */
+export function unreachableKeyWarning(entry: KeyEntry): string | undefined {
+  if (!entry.from?.onlyNegations) return undefined;
+  const source = entry.from.source;
+  return `the key ${entry.name} has from="${source}", only negations, which no address matches; every login with it is refused (for every address but those, put * first: from="*,${source}")`;
+}

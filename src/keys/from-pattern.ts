@@ -15,9 +15,10 @@ export interface FromPattern {
   /**
    * Every entry is negated, so no address matches (as in sshd): "!10.0.0.0/8"
    * alone refuses everyone rather than everyone outside 10/8, which is
-   * written "*,!10.0.0.0/8".
+   * written "*,!10.0.0.0/8". The likely slip; other lists that match nothing
+   * ("*,!*") are not looked for.
    */
-  readonly matchesNothing: boolean;
+  readonly onlyNegations: boolean;
   matches(address: string): boolean;
 }
 
@@ -41,7 +42,7 @@ export function parseFromPattern(source: string): FromPattern | Error {
   }
   return {
     source,
-    matchesNothing: entries.every((entry) => entry.negated),
+    onlyNegations: entries.every((entry) => entry.negated),
     matches(remote: string): boolean {
       const address = toPlainAddress(remote);
       const family = isIP(address);

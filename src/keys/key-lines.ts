@@ -51,7 +51,7 @@ export function formatKeyLine(key: PublicKey, name: string, options: KeyOptions)
   const parts = [`servers="${options.servers}"`];
   if (options.from !== undefined) parts.push(`from="${options.from}"`);
   if (options.expiryTime !== undefined) parts.push(`expiry-time="${options.expiryTime}"`);
-  return checkedLine(`${parts.join(',')} ${key.type} ${key.blob.toString('base64')} ${name}`);
+  return checkedLine(`${parts.join(',')} ${key.type} ${key.blob.toString('base64')} ${name}`, options.from !== undefined);
 }
 
 /**
@@ -71,7 +71,7 @@ export function setKeyOption(line: KeyLine, option: 'servers' | 'from' | 'expiry
     if (formatted === undefined) options.splice(index, 1);
     else options[index] = formatted;
   } else if (formatted !== undefined) options.push(formatted);
-  return checkedLine(`${options.length > 0 ? `${options.join(',')} ` : ''}${keyText}${rest ? ` ${rest}` : ''}`);
+  return checkedLine(`${options.length > 0 ? `${options.join(',')} ` : ''}${keyText}${rest ? ` ${rest}` : ''}`, option === 'from' && value !== undefined);
 }
 
 /** Options split at the commas outside double quotes. */
@@ -95,12 +95,16 @@ function splitOptions(prefix: string): string[] {
   return options;
 }
 
-function checkedLine(line: string): string {
+/**
+ * `fromWritten`: the from= option is what this edit writes. A from= of only
+ * negations is taken as sshd takes it when it was there before (walhub check
+ * warns of it), so that other edits of the line still work; written by
+ * walhub keys it can only be a mistake: the key could never log in.
+ */
+function checkedLine(line: string, fromWritten: boolean): string {
   const entry = parseKeyLine(line, 0);
   if (entry instanceof Error) throw new WalhubError('USAGE', entry.message);
-  // sshd takes such a line, and so does walhub when it is written by hand (walhub check warns);
-  // written by walhub keys it can only be a mistake: the key could never log in.
-  if (entry.from?.matchesNothing) {
+  if (fromWritten && entry.from?.onlyNegations) {
     throw new WalhubError('USAGE', `from="${entry.from.source}": only negations match no address, and the key could never log in; for every address but those, put * first: "*,${entry.from.source}"`);
   }
   return line;

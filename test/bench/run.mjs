@@ -124,7 +124,10 @@ async function main() {
   const cachePreallocated =
     cacheKnown && (await buildKnowsCache(await makeDir(join(dir, 'preallocate-check')), cli, CACHE_PREALLOCATED)) ? CACHE_PREALLOCATED : undefined;
   say(`readahead cache: ${cacheKnown ? `in this build; "cache on" is its defaults (${CACHE_DEFAULTS.memory}, readahead ${CACHE_DEFAULTS.readahead}), "cache off" is [cache] memory = 0` : 'NOT in this build (walhub check refuses [cache]): cache-on variants run walhub as it is'}`);
-  say(`walhub runs as npm start and the systemd unit run it: node ${[...SERVE_NODE_FLAGS, 'dist/cli.js'].join(' ')} serve --config FILE`);
+  say(
+    `walhub runs as npm start and the systemd unit run it: node ${[...SERVE_NODE_FLAGS, cli ?? 'dist/cli.js'].join(' ')} serve --config FILE` +
+      (cli ? " (node's options from this checkout's package.json, whatever WALHUB_CLI's build had)" : ''),
+  );
   progress(`building a WAL archive of at least ${SEGMENTS} segments with PostgreSQL in ${dir}`);
   const archive = await buildArchive(dir, { bins: pg.bins, segments: SEGMENTS });
   const layout = await compressArchive(dir, archive.plain, archive.names, isRoot ? barmanUser : undefined);

@@ -166,6 +166,23 @@ describe('walhub keys list, show, set, remove', () => {
     expect(await readFile(keys, 'utf8')).toBe(`restrict,servers="pg1,pg3",expiry-time="20301231" ${type} ${blob} ${ed25519.name}\n`);
   });
 
+  it('set refuses to write a from= of only negations, but edits the other options of a line that has one, and replaces it', async () => {
+    // Written by hand: sshd and walhub take it (walhub check warns), and the key can never log in.
+    const { config, keys } = await setup(`servers="pg1",from="!10.9.0.0/16" ${ed25519.publicLine}\n`);
+    const [type, blob] = ed25519.publicLine.split(' ');
+    let result = await walhub(['keys', 'set', '-c', config, ed25519.name, '--from', '!10.8.0.0/16']);
+    expect(result.status).toBe(2);
+    expect(result.stderr.split('\n')[0]).toBe(
+      'walhub keys: from="!10.8.0.0/16": only negations match no address, and the key could never log in; for every address but those, put * first: "*,!10.8.0.0/16"',
+    );
+    result = await walhub(['keys', 'set', '-c', config, ed25519.name, '--servers', 'pg2']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(await readFile(keys, 'utf8')).toBe(`servers="pg2",from="!10.9.0.0/16" ${type} ${blob} ${ed25519.name}\n`);
+    result = await walhub(['keys', 'set', '-c', config, ed25519.name, '--servers', 'pg1', '--from', '*,!10.9.0.0/16']);
+    expect(result.status, result.stderr).toBe(0);
+    expect(await readFile(keys, 'utf8')).toBe(`servers="pg1",from="*,!10.9.0.0/16" ${type} ${blob} ${ed25519.name}\n`);
+  });
+
   it('show and remove refuse a name that is not there', async () => {
     const { config } = await setup();
     for (const verb of ['show', 'remove']) {
@@ -222,6 +239,22 @@ describe('the walhub keys command line', () => {
 });
 
 describe('a running walhub applies keys changes without a restart', () => {
+  it('warns in its log of a hand-written key whose from= no address matches, and refuses its logins', async () => {
+    const hub = await startHub();
+    try {
+      await hub.loadKeys([{ key: ed25519, options: 'servers="pg1",from="!10.9.0.0/16"' }]);
+      const warning = await hub.waitForLog((l) => l.level === 40 && String(l.msg).startsWith(`${hub.dir}/authorized_keys:1: `));
+      expect(warning.msg).toBe(
+        `${hub.dir}/authorized_keys:1: the key ${ed25519.name} has from="!10.9.0.0/16", only negations, which no address matches; every login with it is refused (for every address but those, put * first: from="*,!10.9.0.0/16")`,
+      );
+      const refused = await sshExec(hub, ed25519, 'get-wal --test pg1 x');
+      expect(refused.status).toBe(255);
+      expect(await hub.audit()).toContainEqual(expect.objectContaining({ event: 'auth', result: 'refused', reason: 'address not allowed by from="!10.9.0.0/16"' }));
+    } finally {
+      await hub.stop();
+    }
+  });
+
   it('a removed key is refused at its next request, also on a multiplexed connection', async () => {
     const hub = await startHub();
     try {

@@ -67,7 +67,7 @@ describe('parseFromPattern', () => {
     ['10.1.0.0/16', false],
     ['!10.1.2.3,10.1.0.0/16', false],
   ])('from="%s" matches no address at all: %s', (source, nothing) => {
-    expect(pattern(source).matchesNothing).toBe(nothing);
+    expect(pattern(source).onlyNegations).toBe(nothing);
     if (nothing) for (const address of ['10.1.2.3', '10.9.9.9', '2001:db8::1', '192.0.2.1']) expect(pattern(source).matches(address)).toBe(false);
   });
 
